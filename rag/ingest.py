@@ -1,0 +1,234 @@
+"""Load files into normalised Documents: text, title, date, content hash; bad files become Skips with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.types import Document
+
+SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+
+
+@dataclass(frozen=True)
+class Skip:
+    path: str
+    reason: str
+
+
+class BadFile(Exception):
+    """A file that cannot become a Document; the message says why."""
+
+
+@dataclass(frozen=True)
+class Scan:
+    documents: list[Document]
+    skipped: list[Skip]
+    roots: list[str]  # absolute folders whose documents are in sync scope (for pruning)
+    ignored: int  # files of unsupported types met while walking folders
+
+
+def scan(paths: list[Path], max_bytes: int) -> Scan:
+    """Load every supported file under `paths`; a document's id is its path relative to the folder given."""
+    docs: list[Document] = []
+    skipped: list[Skip] = []
+    roots: list[str] = []
+    ignored = 0
+    seen_ids: dict[str, str] = {}
+    for path in paths:
+        if not path.exists():
+            skipped.append(Skip(str(path), "no such file or folder"))
+            continue
+        if path.is_dir():
+            root = path.resolve()
+            roots.append(str(root))
+            files, n_ignored = _walk(root)
+            ignored += n_ignored
+        else:
+            root = path.resolve().parent
+            files = [path.resolve()]
+        for file in files:
+            doc_id = file.relative_to(root).as_posix()
+            try:
+                doc = load_file(file, doc_id, max_bytes)
+            except BadFile as e:
+                skipped.append(Skip(str(file), str(e)))
+                continue
+            if doc_id in seen_ids and seen_ids[doc_id] != str(file):
+                skipped.append(Skip(str(file), f"document id {doc_id!r} already taken by {seen_ids[doc_id]}"))
+                continue
+            seen_ids[doc_id] = str(file)
+            docs.append(doc)
+    return Scan(docs, skipped, roots, ignored)
+
+
+def _walk(root: Path) -> tuple[list[Path], int]:
+    files, ignored = [], 0
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if any(part.startswith(".") for part in rel) or not p.is_file():
+            continue
+        if p.suffix.lower() in SUPPORTED:
+            files.append(p)
+        else:
+            ignored += 1
+    return files, ignored
+
+
+def load_file(path: Path, doc_id: str, max_bytes: int) -> Document:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise BadFile(f"unsupported file type {suffix or '(none)'}; expected one of {', '.join(sorted(SUPPORTED))}")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise BadFile(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit (RAG_INGEST__MAX_FILE_MB)")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BadFile(f"cannot read: {e.strerror or e}") from e
+    if not raw.strip():
+        raise BadFile("empty file")
+    if suffix == ".pdf":
+        text, title = _pdf_text(raw), ""
+    else:
+        if b"\x00" in raw[:8192]:
+            raise BadFile("binary content (NUL bytes) in a text file")
+        decoded = _decode(raw)
+        text, title = _html_text(decoded) if suffix in {".html", ".htm"} else (decoded, "")
+    text = normalise(text)
+    if not text:
+        raise BadFile("no text after extraction")
+    return Document(
+        id=doc_id,
+        text=text,
+        title=title or guess_title(text, markdown=suffix in {".md", ".markdown"}),
+        source=str(path),
+        content_hash=hashlib.sha256(text.encode()).hexdigest(),
+        date=find_date(text),
+    )
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BadFile(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from e
+
+
+def normalise(text: str) -> str:
+    """NFC, Unix newlines, no trailing spaces, at most one blank line in a row."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t\f\v]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+_BLOCK_TAGS = ["p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "li", "ul", "ol",
+               "dl", "dt", "dd", "table", "tr", "pre", "blockquote", "figure", "figcaption", "br", "hr",
+               "h1", "h2", "h3", "h4", "h5", "h6", "title"]
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+
+
+def _html_text(html: str) -> tuple[str, str]:
+    """Visible text only: scripts, styles, comments and hidden elements never reach the store."""
+    from bs4 import BeautifulSoup, Comment
+
+    soup = BeautifulSoup(html, "lxml")
+    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
+        if tag.name == "head":
+            title = tag.find("title")
+            tag.replace_with(title) if title else tag.decompose()
+        else:
+            tag.decompose()
+    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
+        comment.extract()
+    hidden = [t for t in soup.find_all(True) if t.attrs is not None and _is_hidden(t)]
+    for tag in hidden:
+        if not tag.decomposed:
+            tag.decompose()
+    title_tag = soup.find("title") or soup.find("h1")
+    title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
+    if soup.find("title"):
+        soup.find("title").decompose()  # type: ignore[union-attr]
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.insert_before("\n\n")
+        tag.insert_after("\n\n")
+    text = soup.get_text()
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return "\n".join(lines), title
+
+
+def _is_hidden(tag) -> bool:  # type: ignore[no-untyped-def]
+    attrs = tag.attrs
+    return (
+        "hidden" in attrs
+        or str(attrs.get("aria-hidden", "")).lower() == "true"
+        or (tag.name == "input" and str(attrs.get("type", "")).lower() == "hidden")
+        or bool(_HIDDEN_STYLE.search(str(attrs.get("style", ""))))
+    )
+
+
+def _pdf_text(raw: bytes) -> str:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(raw))
+        if reader.is_encrypted:
+            raise BadFile("encrypted PDF")
+        return "\n\n".join(page.extract_text() or "" for page in reader.pages)
+    except (PdfReadError, ValueError, KeyError) as e:
+        raise BadFile(f"unreadable PDF: {e}") from e
+
+
+def guess_title(text: str, markdown: bool = False) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if markdown:
+        for line in lines:
+            if line.startswith("#"):
+                return line.lstrip("#").strip()
+    first = lines[0] if lines else ""
+    if len(first) <= 120:
+        return first
+    return first[:120].rsplit(" ", 1)[0] + "…"
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+     "november", "december"], start=1)}
+_MONTH = r"(January|February|March|April|May|June|July|August|September|October|November|December)"
+_DATE_PATTERNS = [
+    (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), ("y", "m", "d")),
+    (re.compile(_MONTH + r"\s+(\d{1,2}),?\s+(\d{4})\b"), ("M", "d", "y")),
+    (re.compile(r"\b(\d{1,2})\s+" + _MONTH + r",?\s+(\d{4}|\d{2})\b"), ("d", "M", "y")),
+]
+_MONTH_DAY = re.compile(r"\b(?:on\s+)?" + _MONTH + r"\s+(\d{1,2})\b")
+_YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
+
+
+def find_date(text: str) -> str | None:
+    """The first date the text states, as YYYY-MM-DD; a bare 'March 12' takes the year the text names."""
+    for pattern, order in _DATE_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            parts = dict(zip(order, m.groups()))
+            year = int(parts["y"])
+            year += 2000 if year < 100 else 0
+            month = int(parts["m"]) if "m" in parts else _MONTHS[parts["M"].lower()]
+            return _iso(year, month, int(parts["d"]))
+    m, y = _MONTH_DAY.search(text), _YEAR.search(text)
+    if m and y:
+        return _iso(int(y.group(1)), _MONTHS[m.group(1).lower()], int(m.group(2)))
+    return None
+
+
+def _iso(year: int, month: int, day: int) -> str | None:
+    if 1 <= month <= 12 and 1 <= day <= 31:
+        return f"{year:04d}-{month:02d}-{day:02d}"
+    return None

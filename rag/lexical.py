@@ -1,0 +1,62 @@
+"""BM25 index (bm25s) over the store's chunks, saved under RAG_HOME and rebuilt whenever ingest changes the store."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)
+
+
+def tokenize(text: str) -> list[str]:
+    return [t for t in _TOKEN.findall(text.lower()) if t not in _STOPWORDS]
+
+
+class LexicalIndex:
+    def __init__(self, model: bm25s.BM25, ids: list[str]) -> None:
+        self.model = model
+        self.ids = ids
+        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+
+    @classmethod
+    def build(cls, ids: list[str], texts: list[str]) -> LexicalIndex:
+        model = bm25s.BM25()
+        # Every chunk gets at least one token so positions line up with ids even for chunks of stopwords only.
+        model.index([tokenize(t) or ["\u2205"] for t in texts], show_progress=False)
+        return cls(model, ids)
+
+    def save(self, folder: Path) -> None:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save(str(tmp), show_progress=False)
+        (tmp / "ids.json").write_text(json.dumps(self.ids))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)  # swap in whole: a reader never sees half an index
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex | None:
+        if not (folder / "ids.json").exists():
+            return None
+        model = bm25s.BM25.load(str(folder), show_progress=False, mmap=False)
+        return cls(model, json.loads((folder / "ids.json").read_text()))
+
+    def search(self, query: str, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
+        """Top-k (chunk id, BM25 score), scores > 0 only; `allowed` limits the hits to those ids."""
+        terms = [t for t in tokenize(query) if t in self.model.vocab_dict]
+        if not terms or not self.ids:
+            return []
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(len(self.ids), dtype=np.float32)
+            for chunk_id in allowed:
+                if chunk_id in self.position:
+                    mask[self.position[chunk_id]] = 1.0
+        k = min(k, len(self.ids))
+        docs, scores = self.model.retrieve([terms], k=k, show_progress=False, weight_mask=mask, n_threads=0)
+        return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0]) if s > 0]

@@ -1,0 +1,86 @@
+"""Frozen data classes shared by every stage of the data flow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """A normalised source text with its metadata; `id` is its path relative to the ingested folder."""
+
+    id: str
+    text: str
+    title: str
+    source: str
+    content_hash: str
+    date: str | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A token-bounded, sentence-aligned slice of a document: `doc.text[start:end] == text`."""
+
+    id: str
+    doc: str
+    start: int
+    end: int
+    text: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with the metadata needed to cite it."""
+
+    chunk_id: str
+    doc: str
+    start: int
+    end: int
+    text: str
+    title: str = ""
+    source: str = ""
+    date: str | None = None
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A verified pointer into a source: `quote == source_text[start:end]`."""
+
+    n: int
+    doc: str
+    chunk_id: str
+    start: int
+    end: int
+    quote: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    abstained: bool
+    citations: tuple[Citation, ...]
+    passages: tuple[Passage, ...]
+    backend: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()  # sentences that carried no valid citation
+    dropped_markers: tuple[str, ...] = ()  # markers the model invented or mangled
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "citations": [
+                {"n": c.n, "doc": c.doc, "chunk_id": c.chunk_id, "start": c.start, "end": c.end,
+                 "quote": c.quote, "title": c.title}
+                for c in self.citations
+            ],
+            "backend": self.backend,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "unsupported_sentences": list(self.unsupported),
+            "dropped_markers": list(self.dropped_markers),
+        }
