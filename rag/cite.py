@@ -1,0 +1,164 @@
+"""Pure citation handling: find [n] markers, check them against the passages shown, narrow each citation to the
+sentence(s) of the passage that support the claim, and renumber. Nothing a model invents survives this."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.chunk import sentence_spans
+from rag.types import Citation, Passage
+
+MARKER = re.compile(r"\[(\s*[^\[\]\n]{1,20}?\s*)\]")  # anything bracketed and short: validated below
+_NUMBERS = re.compile(r"^\s*\d+(\s*[,;]\s*\d+)*\s*$")
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("""a an the and or but of to in on at by for with from as is are was were be been being it its this
+that these those there their they them he she his her we our you your i not no yes do does did have has had will would
+can could should may might what which who whom whose when where why how than then so such also into over under about
+after before during between against any all some more most other only own same too very just said says say""".split())
+_URL = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)|https?://[^\s)\]>]+")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One answer sentence and the passage numbers its markers name (valid or not)."""
+
+    text: str  # the sentence without its markers
+    markers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Verified:
+    text: str  # answer with renumbered [n] markers
+    citations: tuple[Citation, ...]
+    unsupported: tuple[str, ...]
+    dropped_markers: tuple[str, ...]
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and (len(w) > 2 or w.isdigit())]
+
+
+def _stem(word: str) -> str:
+    return word[:6] if not word.isdigit() else word
+
+
+def overlap(claim: str, support: str) -> float:
+    """Share of the claim's content words (lightly stemmed) that the supporting text contains."""
+    want = {_stem(w) for w in content_words(claim)}
+    if not want:
+        return 0.0
+    have = {_stem(w) for w in content_words(support)}
+    return len(want & have) / len(want)
+
+
+def parse_claims(answer: str, n_passages: int) -> tuple[list[Claim], list[str]]:
+    """Split an answer into sentences with their markers; markers that are not numbers in 1..n_passages are
+    returned as dropped (malformed, out of range). Markers before a sentence's end belong to that sentence."""
+    dropped: list[str] = []
+    claims: list[Claim] = []
+    for start, end in sentence_spans(answer):
+        sentence = answer[start:end]
+        lead = re.match(r"^(\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])+", sentence)
+        if lead and claims:  # "... role. [1] Next sentence": the leading marker closes the sentence before
+            spill, _ = parse_claims("x " + lead.group(0), n_passages)
+            prev = claims[-1]
+            extra = spill[0].markers if spill else ()
+            claims[-1] = Claim(prev.text, prev.markers + tuple(n for n in extra if n not in prev.markers))
+            sentence = sentence[lead.end():]
+        numbers: list[int] = []
+        for m in MARKER.finditer(sentence):
+            body = m.group(1)
+            if not _NUMBERS.match(body):
+                if re.match(r"^\s*(\d+|[a-z]{0,8}\s*\d+.*)\s*$", body, re.I) or body.strip().isdigit():
+                    dropped.append(m.group(0))
+                continue
+            for part in re.split(r"[,;]", body):
+                n = int(part)
+                if 1 <= n <= n_passages:
+                    if n not in numbers:
+                        numbers.append(n)
+                else:
+                    dropped.append(f"[{n}]")
+        text = MARKER.sub(lambda m: "" if _NUMBERS.match(m.group(1)) or _looks_like_marker(m.group(1))
+                          else m.group(0), sentence)
+        text = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
+        if text:
+            claims.append(Claim(text, tuple(numbers)))
+        elif numbers and claims:  # a marker that spilled after the full stop belongs to the sentence before
+            prev = claims[-1]
+            claims[-1] = Claim(prev.text, prev.markers + tuple(n for n in numbers if n not in prev.markers))
+    return claims, dropped
+
+
+def attach_marker(sentence: str, markers: str) -> str:
+    """Put markers before the sentence's closing punctuation: 'It fell [2].' keeps them inside the sentence."""
+    m = re.search(r"[.!?]*[\"'”’)]*$", sentence)
+    cut = m.start() if m else len(sentence)
+    return f"{sentence[:cut].rstrip()} {markers}{sentence[cut:]}"
+
+
+def _looks_like_marker(body: str) -> bool:
+    return bool(re.match(r"^\s*(source|passage|doc|ref|cite)?\s*[#:]?\s*\d+\s*$", body, re.I))
+
+
+def best_span(claim: str, passage: Passage, min_overlap: float) -> tuple[int, int] | None:
+    """The passage sentence (or adjacent pair) that best supports the claim, as offsets into passage.text."""
+    spans = sentence_spans(passage.text)
+    best: tuple[float, tuple[int, int]] | None = None
+    for i, (s, e) in enumerate(spans):
+        candidates = [(s, e)] + ([(s, spans[i + 1][1])] if i + 1 < len(spans) else [])
+        for cs, ce in candidates:
+            score = overlap(claim, passage.text[cs:ce])
+            if ce != e:
+                score -= 0.15  # a pair must add real support to beat a single sentence
+            if best is None or score > best[0] + 1e-9:
+                best = (score, (cs, ce))
+    if best is None or best[0] < min_overlap:
+        return None
+    return best[1]
+
+
+def verify(answer: str, passages: list[Passage], min_overlap: float = 0.3, drop_unsupported: bool = False
+           ) -> Verified:
+    """Map markers to passages, narrow each citation to its supporting sentence, renumber 1..m in order."""
+    claims, dropped = parse_claims(answer, len(passages))
+    citations: list[Citation] = []
+    key_to_n: dict[tuple[str, int, int], int] = {}
+    out_sentences: list[str] = []
+    unsupported: list[str] = []
+    for claim in claims:
+        numbers: list[int] = []
+        for marker in claim.markers:
+            p = passages[marker - 1]
+            span = best_span(claim.text, p, min_overlap)
+            if span is None:
+                dropped.append(f"[{marker}]")  # names a passage that does not support this sentence
+                continue
+            a, b = span
+            key = (p.chunk_id, a, b)
+            if key not in key_to_n:
+                key_to_n[key] = len(citations) + 1
+                citations.append(Citation(n=key_to_n[key], doc=p.doc, chunk_id=p.chunk_id, start=p.start + a,
+                                          end=p.start + b, quote=p.text[a:b], title=p.title))
+            if key_to_n[key] not in numbers:
+                numbers.append(key_to_n[key])
+        if not numbers:
+            unsupported.append(claim.text)
+            if drop_unsupported:
+                continue
+            out_sentences.append(claim.text)
+            continue
+        out_sentences.append(attach_marker(claim.text, "".join(f"[{n}]" for n in numbers)))
+    return Verified(" ".join(out_sentences), tuple(citations), tuple(unsupported), tuple(dropped))
+
+
+def strip_foreign_links(answer: str, passages: list[Passage]) -> str:
+    """Remove links and images whose target no passage contains: sources are data, not a way to smuggle URLs."""
+    corpus = "\n".join(p.text for p in passages)
+
+    def keep(m: re.Match[str]) -> str:
+        url = m.group(1) or m.group(0)
+        return m.group(0) if url in corpus else ""
+
+    return _URL.sub(keep, answer)

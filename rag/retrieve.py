@@ -1,0 +1,140 @@
+"""Hybrid retrieval: dense (Chroma) + BM25 (bm25s) fused with reciprocal-rank fusion, optional MMR, doc filters."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document as LCDocument
+from langchain_core.retrievers import BaseRetriever
+
+from rag.config import RetrieveSettings
+from rag.embed import Embedder
+from rag.lexical import LexicalIndex
+from rag.store import Store, StoreError
+from rag.types import Passage
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    score: float
+
+
+def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[Hit]:
+    """Reciprocal-rank fusion: each list adds 1 / (k + rank) to the ids it ranks."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (k + rank)
+    return [Hit(i, s) for i, s in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def mmr(query: np.ndarray, candidates: np.ndarray, k: int, lam: float) -> list[int]:
+    """Maximal marginal relevance over unit vectors: indices of `k` relevant, mutually different candidates."""
+    if len(candidates) == 0:
+        return []
+    relevance = candidates @ query
+    chosen = [int(np.argmax(relevance))]
+    while len(chosen) < min(k, len(candidates)):
+        redundancy = (candidates @ candidates[chosen].T).max(axis=1)
+        score = lam * relevance - (1 - lam) * redundancy
+        score[chosen] = -np.inf
+        chosen.append(int(np.argmax(score)))
+    return chosen
+
+
+def doc_of(chunk_id: str) -> str:
+    return chunk_id.rsplit("#", 1)[0]  # chunk ids are "<doc>#<hash>" (rag.chunk)
+
+
+class Retriever:
+    """Loads its indexes once; every search after the first costs a query embedding and two index look-ups."""
+
+    def __init__(self, store: Store, embedder: Embedder, settings: RetrieveSettings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        if store.chunks_collection(embedder.name) is None or store.count() == 0:
+            raise StoreError(f"the store in {store.where} is empty: run `rag ingest PATH` first")
+        self._lexical: LexicalIndex | None = None
+        self._doc_ids: list[str] | None = None
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        if self._lexical is None:
+            self._lexical = self.store.lexical_index()
+        return self._lexical
+
+    def doc_ids(self) -> list[str]:
+        if self._doc_ids is None:
+            self._doc_ids = sorted(self.store.documents())
+        return self._doc_ids
+
+    def resolve_docs(self, patterns: Sequence[str]) -> list[str]:
+        """Document ids matching ids or glob patterns; an unknown name is a clear error."""
+        known = self.doc_ids()
+        out: list[str] = []
+        for pattern in patterns:
+            matches = [d for d in known if fnmatch.fnmatchcase(d, pattern) or d == pattern]
+            if not matches:
+                raise ValueError(f"no document matches {pattern!r} (try one of: {', '.join(known[:5])}…)")
+            out.extend(m for m in matches if m not in out)
+        return out
+
+    def dense(self, query_vector: np.ndarray, n: int, docs: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        where = {"doc": {"$in": list(docs)}} if docs else None
+        return self.store.dense_search(query_vector, n, where)
+
+    def bm25(self, query: str, n: int, docs: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        allowed = None
+        if docs:
+            wanted = set(docs)
+            allowed = {i for i in self.lexical.ids if doc_of(i) in wanted}
+        return self.lexical.search(query, n, allowed)
+
+    def search(self, query: str, k: int | None = None, docs: Sequence[str] | None = None,
+               use_mmr: bool | None = None, query_vector: np.ndarray | None = None) -> list[Passage]:
+        k = k or self.settings.k
+        docs = self.resolve_docs(docs) if docs else None
+        n = max(self.settings.candidates, k)
+        vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+        dense = self.dense(vector, n, docs)
+        lexical = self.bm25(query, n, docs)
+        fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.settings.rrf_k)
+        if use_mmr if use_mmr is not None else self.settings.mmr:
+            pool = [h.chunk_id for h in fused[: max(2 * k, 10)]]
+            vectors = self.store.embeddings(pool)
+            order = mmr(vector, np.stack([vectors[i] for i in pool]), k, self.settings.mmr_lambda)
+            fused = [fused[i] for i in order]
+        top = fused[:k]
+        found = self.store.passages([h.chunk_id for h in top])
+        return [Passage(**{**found[h.chunk_id].__dict__, "score": h.score}) for h in top if h.chunk_id in found]
+
+
+class HybridRetriever(BaseRetriever):
+    """The hybrid search as a LangChain retriever, so it composes with any chain."""
+
+    retriever: Any
+    k: int = 6
+    docs: list[str] | None = None
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+        return [to_langchain(p) for p in self.retriever.search(query, k=self.k, docs=self.docs)]
+
+
+def to_langchain(p: Passage) -> LCDocument:
+    return LCDocument(page_content=p.text, id=p.chunk_id,
+                      metadata={"chunk_id": p.chunk_id, "doc": p.doc, "start": p.start, "end": p.end,
+                                "title": p.title, "source": p.source, "date": p.date, "score": p.score})
+
+
+def from_langchain(d: LCDocument) -> Passage:
+    m = d.metadata
+    return Passage(chunk_id=m["chunk_id"], doc=m["doc"], start=m["start"], end=m["end"], text=d.page_content,
+                   title=m.get("title", ""), source=m.get("source", ""), date=m.get("date"),
+                   score=m.get("score", 0.0))
