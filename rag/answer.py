@@ -58,21 +58,56 @@ class Candidate:
     vector: np.ndarray = field(repr=False, compare=False)
 
 
-_NUMBER = re.compile(r"\d")
-_DATE_WORDS = re.compile(r"\b(\d{4}|January|February|March|April|May|June|July|August|September|October|November|"
-                         r"December|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|ago|since)\b")
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
+_MONTHS = ("january february march april may june july august september october november december "
+           "monday tuesday wednesday thursday friday saturday sunday").split()
+_NUMBER_WORDS = set("one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
+                    "hundred hundreds thousand thousands million billion dozen dozens".split())
+_TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_MONTHS) + ")$")
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+")
 
 
-def _type_bonus(question: str, sentence: str) -> float:
-    q = question.lower()
-    if re.search(r"\bhow (many|much)\b|\bwhat (number|amount|sum)\b", q):
-        return 0.06 if _NUMBER.search(sentence) else -0.04
-    if re.match(r"\s*(when|what date|on what day)\b", q):
-        return 0.06 if _DATE_WORDS.search(sentence) else -0.04
-    if re.match(r"\s*(who|which group|which groups|name)\b", q):
-        return 0.03 if _NAME.search(sentence) else 0.0
-    return 0.0
+def answer_type(question: str) -> str | None:
+    """What kind of string answers the question, when the wording says so."""
+    q = question.lower().strip()
+    if re.search(r"\bhow (many|much|large|big|long)\b|\bwhat (number|amount|sum|size)\b", q):
+        return "number"
+    if re.match(r"(when|what date|on what day|which (day|month|year|date))\b", q) or "what date" in q:
+        return "date"
+    if re.match(r"(who|whom|whose)\b", q) or re.search(r"\b(what|which) (is the )?(name|village|town|city|"
+                                                      r"group|groups|person|official|organisation)\b", q):
+        return "name"
+    return None
+
+
+def has_answer_of_type(kind: str | None, sentence: str, question: str) -> bool:
+    """Does the sentence hold a candidate answer of that kind that the question does not already contain?"""
+    if kind is None:
+        return True
+    asked = {w.lower() for w in re.findall(r"[\w-]+", question)}
+    words = re.findall(r"[\w-]+", sentence)
+    if kind == "number":
+        return any((w.isdigit() or w.lower() in _NUMBER_WORDS) and w.lower() not in asked for w in words)
+    if kind == "date":
+        return any((w.lower() in _MONTHS or re.fullmatch(r"\d{1,4}", w)) and w.lower() not in asked for w in words)
+    return any(m.group(0).lower() not in asked for m in _CAPITALISED.finditer(sentence))
+
+
+def question_terms(question: str) -> list[str]:
+    """Content words of the question; dates and years drop out unless the question asks for a date, since they
+    name the event rather than what is asked about it."""
+    words = content_words(question)
+    if answer_type(question) == "date":
+        return words
+    return [w for w in words if not _TIME_WORD.match(w)] or words
+
+
+def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], float]) -> float:
+    """Share of the question's word weight (idf: rare words weigh more) that the sentence contains."""
+    if not terms:
+        return 0.0
+    have = {w[:6] for w in content_words(sentence)}
+    total = sum(idf(t) for t in terms)
+    return sum(idf(t) for t in terms if t[:6] in have) / total if total else 0.0
 
 
 def _is_statement(sentence: str) -> bool:
@@ -80,25 +115,47 @@ def _is_statement(sentence: str) -> bool:
     return sentence.rstrip()[-1:] in '.!?"”’\'' or len(sentence.split()) >= 12
 
 
+# Weights of the extractive score, chosen on evals/gold/seeds.jsonl (see `rag eval`).
+W_DENSE, W_TYPE, W_EXTRA = 0.5, 1.0, 1.0
+
+
+def event_fit(question: str, passage: Passage) -> float:
+    """+1 when the question names the year (and month) of the passage's document date, -1 when it names another
+    year, 0 when either says nothing: 'the May 2023 incursion' should not be answered from a 2024 article."""
+    years = re.findall(r"\b(19\d\d|20\d\d)\b", question)
+    if not years or not passage.date:
+        return 0.0
+    return 1.0 if passage.date[:4] in years else -1.0
+
+
 def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
-                    max_candidates: int = 14) -> list[Candidate]:
-    """Source sentences of the passages, scored by meaning (cosine), shared words and answer type. Only the
-    `max_candidates` most promising by words and rank are embedded: embedding is the expensive step."""
-    pool = []
+                    idf: Callable[[str], float], max_candidates: int = 16) -> list[Candidate]:
+    """Source sentences of the passages, scored by meaning (cosine), rare shared words, answer type and event.
+    Only the `max_candidates` most promising by words and rank are embedded: embedding is the expensive step."""
+    terms = question_terms(question)
+    asked = {t[:6] for t in terms}
+    kind = answer_type(question)
+    pool: dict[tuple[str, int], tuple[float, float, int, str, float]] = {}
     for n, p in enumerate(passages, start=1):
+        fit = event_fit(question, p)
         for s, e in sentence_spans(p.text):
             sentence = p.text[s:e]
-            if len(content_words(sentence)) >= 3 and _is_statement(sentence):
-                lexical = overlap(question, sentence)
-                pool.append((lexical + 0.15 / n, lexical, n, sentence))
-    pool = sorted(pool, key=lambda t: -t[0])[:max_candidates]
-    if not pool:
+            words = content_words(sentence)
+            if len(words) < 3 or not _is_statement(sentence) or (p.doc, p.start + s) in pool:
+                continue  # overlapping chunks repeat sentences: score each once
+            lexical = weighted_overlap(terms, sentence, idf)
+            # An answer adds something to the question: a sentence made only of the question's words does not.
+            novelty = sum(w[:6] not in asked for w in words) / len(words)
+            prior = 0.5 * lexical + 0.1 * fit + 0.1 * novelty + 0.05 / n
+            pool[(p.doc, p.start + s)] = (prior, lexical, n, sentence, 0.1 * fit + 0.05 * novelty)
+    ranked = sorted(pool.values(), key=lambda t: -t[0])[:max_candidates]
+    if not ranked:
         return []
-    vectors = _embed_cached(embedder, [t[3] for t in pool])
+    vectors = _embed_cached(embedder, [t[3] for t in ranked])
     out = []
-    for (_, lexical, n, text), v in zip(pool, vectors):
-        rank_prior = 0.02 / n  # a slight preference for the passages retrieval ranked first
-        score = 0.6 * float(v @ q_vec) + 0.4 * lexical + _type_bonus(question, text) + rank_prior
+    for (_, lexical, n, text, extra), v in zip(ranked, vectors):
+        typed = 0.05 if kind and has_answer_of_type(kind, text, question) else (-0.1 if kind else 0.0)
+        score = W_DENSE * float(v @ q_vec) + (1 - W_DENSE) * lexical + W_TYPE * typed + W_EXTRA * extra + 0.01 / n
         out.append(Candidate(n, text, score, v))
     return sorted(out, key=lambda c: -c.score)
 
@@ -118,7 +175,7 @@ def _embed_cached(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
 
 
 def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_relevance: float,
-                     margin: float = 0.1, redundancy: float = 0.8) -> list[Candidate]:
+                     margin: float = 0.05, redundancy: float = 0.8) -> list[Candidate]:
     """The best sentence, plus the next ones that are nearly as relevant and say something new."""
     if not candidates or candidates[0].score < min_relevance:
         return []
@@ -132,9 +189,9 @@ def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_re
 
 
 def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
-                      settings: AnswerSettings) -> str:
-    chosen = select_sentences(score_sentences(question, q_vec, passages, embedder), settings.max_sentences,
-                              settings.min_relevance)
+                      idf: Callable[[str], float], settings: AnswerSettings) -> str:
+    chosen = select_sentences(score_sentences(question, q_vec, passages, embedder, idf), settings.max_sentences,
+                              settings.min_relevance, settings.margin)
     if not chosen:
         return CANNOT_ANSWER
     return " ".join(attach_marker(c.text, f"[{c.passage}]") for c in chosen)
@@ -151,6 +208,7 @@ class AnswerChain:
         self.backend = backend or settings.backend
         self.prompt = load_prompt("answer")
         self._model = model  # a LangChain chat model; built from settings on first use when None
+        self.cache: Any = None  # rag.llm.ResponseCache for recorded / replayed model replies
 
     @property
     def model(self) -> Any:
@@ -174,15 +232,24 @@ class AnswerChain:
     def generate(self, question: str, q_vec: np.ndarray, passages: Sequence[Passage],
                  on_token: Callable[[str], None] | None = None) -> str:
         if self.backend == "extractive":
-            return extractive_answer(question, q_vec, passages, self.retriever.embedder, self.settings)
+            return extractive_answer(question, q_vec, passages, self.retriever.embedder,
+                                     self.retriever.lexical.idf, self.settings)
+        messages = self.messages(question, passages)
+        key = self.cache.key(self.settings.openai_model, messages) if self.cache else ""
+        if self.cache and (hit := self.cache.get(key)) is not None:
+            return str(hit)
         llm = self.model | StrOutputParser()
         if on_token is None:
-            return str(llm.invoke(self.messages(question, passages)))
-        parts = []
-        for token in llm.stream(self.messages(question, passages)):
-            parts.append(token)
-            on_token(token)
-        return "".join(parts)
+            reply = str(llm.invoke(messages))
+        else:
+            parts = []
+            for token in llm.stream(messages):
+                parts.append(token)
+                on_token(token)
+            reply = "".join(parts)
+        if self.cache:
+            self.cache.put(key, reply)
+        return reply
 
     def finalize(self, question: str, raw: str, passages: Sequence[Passage], timings: dict[str, float]) -> Answer:
         raw = strip_foreign_links(raw, list(passages))

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rag.config import Settings
 
@@ -136,6 +137,152 @@ def ask(
     print_answer(out, answer)
     if show_passages:
         print_passages(out, answer)
+
+
+@app.command()
+def repl(
+    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages to retrieve (default 6)",
+                                             show_default=False)] = None,
+) -> None:
+    """Ask questions interactively: cited answers, follow-up questions, :help for commands, Ctrl-D to leave."""
+    from rag.repl import LineSession, Repl, interactive, make_session
+
+    if backend not in (None, "extractive", "openai"):
+        raise fail(f"unknown backend {backend!r}: {BACKEND_HELP}")
+    s = settings()
+    chain = load_chain(s, backend)  # exits 2 with "run `rag ingest PATH` first" on an empty store
+    console = Console(highlight=False)
+    shell = Repl(chain, console, k=k)
+    problem = shell.check_backend()
+    if problem:
+        raise fail(problem)
+    shell.banner(shell.warm_up())  # model and indexes load once, before the first prompt
+    session = make_session(s.home / "repl_history", shell) if interactive() else LineSession(sys.stdin, console)
+    raise typer.Exit(shell.run(session))
+
+
+@app.command("eval")
+def eval_(
+    gold: Annotated[Path, typer.Option(help="gold set (JSONL)")] = Path("evals/gold/seeds.jsonl"),
+    as_json: Annotated[bool, typer.Option("--json", help="print {metrics, items} as JSON")] = False,
+    check: Annotated[bool, typer.Option("--check", help="exit 1 when a metric falls below the baseline")] = False,
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="accept these metrics as the baseline")
+                               ] = False,
+    baseline: Annotated[Path, typer.Option(help="accepted metrics per backend")] = Path("evals/baseline.json"),
+    tolerance: Annotated[Optional[float], typer.Option(help="allowed drop before --check fails (default: from the "
+                                                             "baseline file, else 0.02)", show_default=False)] = None,
+    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages per question", show_default=False)] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="run N times; report mean and spread")] = 1,
+    record: Annotated[Optional[Path], typer.Option(help="record model replies to this file", show_default=False)
+                      ] = None,
+    replay: Annotated[Optional[Path], typer.Option(help="answer from replies recorded with --record",
+                                                   show_default=False)] = None,
+    junit_xml: Annotated[Optional[Path], typer.Option("--junit-xml", help="write a JUnit XML report",
+                                                      show_default=False)] = None,
+) -> None:
+    """Score the answer chain against a gold set: evidence recall, citation precision, STR-EM, abstention..."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    from rag import evals
+    from rag.llm import ModelError, ResponseCache, describe_failure
+
+    if record and replay:
+        raise fail("--record and --replay exclude each other")
+    s = settings()
+    chain = load_chain(s, backend)
+    if k:
+        chain.retriever.settings = chain.retriever.settings.model_copy(update={"k": k})
+    try:
+        items = evals.load_gold(gold, _doc_texts(chain, s))
+        base = evals.load_baseline(baseline)
+        if record or replay:
+            chain.cache = ResponseCache(record or replay, "record" if record else "replay")  # type: ignore[arg-type]
+    except (evals.GoldError, ModelError) as e:
+        raise fail(str(e)) from None
+    reports = []
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), console=err,
+                      transient=True) as bar:
+            for run in range(repeat):
+                task = bar.add_task(f"eval run {run + 1}/{repeat}", total=len(items))
+                reports.append(evals.evaluate(chain, items, lambda done, _: bar.update(task, completed=done)))
+    except ModelError as e:
+        raise fail(str(e)) from None
+    except Exception as e:  # noqa: BLE001
+        if type(e).__module__.startswith(("openai", "httpx", "langchain")):
+            raise fail(describe_failure(e)) from None
+        raise
+    finally:
+        if chain.cache:
+            chain.cache.save()
+    report = evals.combine(reports) if repeat > 1 else reports[0]
+    if junit_xml:
+        junit_xml.write_text(evals.junit_xml(report, f"rag-eval-{chain.backend}"), encoding="utf-8")
+    tol = tolerance if tolerance is not None else float(base.get("tolerance", 0.02))
+    accepted = base.get("backends", {}).get(chain.backend)
+    failures = evals.check_against(report.metrics, accepted, tol) if (check and accepted) else []
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+    else:
+        _print_eval(report, chain.backend, time_s=sum(r.timings_ms.get("total", 0) for r in report.items) / 1000)
+    if update_baseline:
+        base.setdefault("backends", {})[chain.backend] = {m: v for m, v in report.metrics.items()}
+        base.setdefault("tolerance", tol)
+        baseline.write_text(json.dumps(base, indent=2) + "\n")
+        err.print(f"baseline for {chain.backend} written to {baseline}")
+    if check:
+        if accepted is None:
+            raise fail(f"no baseline for backend {chain.backend} in {baseline}: run with --update-baseline first")
+        if failures:
+            for line in failures:
+                err.print(f"[red]regression:[/] {line}")
+            raise typer.Exit(1)
+        err.print(f"[green]check passed[/]: no metric below the {chain.backend} baseline minus {tol}")
+
+
+def _doc_texts(chain, s: Settings):  # type: ignore[no-untyped-def]
+    """doc id -> normalised text, read from each stored document's source file (quotes anchor to that text)."""
+    from rag.ingest import BadFile, load_file
+
+    records = chain.retriever.store.documents()
+    cache: dict[str, str | None] = {}
+
+    def text(doc: str) -> str | None:
+        if doc not in cache:
+            record = records.get(doc)
+            try:
+                cache[doc] = load_file(Path(record["source"]), doc, 10**9).text if record else None
+            except BadFile:
+                cache[doc] = None
+        return cache[doc]
+
+    return text
+
+
+def _print_eval(report, backend: str, time_s: float) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    failures = [r for r in report.items if not r.passed]
+    for r in failures:
+        out.print(f"[bold red]FAIL[/] {r.id} {escape(r.question)} — {r.failure()}")
+        out.print(f"   expected: {escape(str(r.expected_answers))}"
+                  + (f" from “{escape(r.expected_quotes[0])}”" if r.expected_quotes else ""))
+        out.print(f"   answer:   {escape(r.answer)}")
+        for c in r.citations:
+            out.print(f"   cited:    [{c['n']}] {c['doc']} “{escape(c['quote'])}”")
+    table = Table(title=f"rag eval — {backend} backend, {len(report.items)} items, {time_s:.1f} s answering")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    if report.spread:
+        table.add_column("spread", justify="right")
+    for name, value in report.metrics.items():
+        row = [name, f"{value:.4f}" if name != "n_items" else str(int(value))]
+        if report.spread:
+            row.append(f"±{report.spread.get(name, 0):.4f}")
+        table.add_row(*row)
+    out.print(table)
 
 
 def _stream_to(console: Console):  # type: ignore[no-untyped-def]

@@ -38,12 +38,13 @@ class AnswerSettings(BaseModel):
     backend: Literal["extractive", "openai"] = "extractive"
     openai_model: str = "gpt-4o-mini"
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
-    max_sentences: int = 3
+    max_sentences: int = 2
+    margin: float = Field(0.05, description="extractive: extra sentences score within this of the best one")
     unsupported: Literal["flag", "drop"] = "flag"
     timeout_s: float = 30.0
     max_retries: int = 2
     # Below this relevance the extractive backend says the sources do not answer (calibrated on evals/gold).
-    min_relevance: float = 0.5
+    min_relevance: float = 0.45
 
 
 class Settings(BaseSettings):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import bm25s
@@ -19,32 +21,42 @@ def tokenize(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    def __init__(self, model: bm25s.BM25, ids: list[str]) -> None:
+    def __init__(self, model: bm25s.BM25, ids: list[str], df: dict[str, int]) -> None:
         self.model = model
         self.ids = ids
+        self.df = df  # chunks that contain each token: word rarity for the answer stage
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
 
     @classmethod
     def build(cls, ids: list[str], texts: list[str]) -> LexicalIndex:
         model = bm25s.BM25()
         # Every chunk gets at least one token so positions line up with ids even for chunks of stopwords only.
-        model.index([tokenize(t) or ["\u2205"] for t in texts], show_progress=False)
-        return cls(model, ids)
+        tokens = [tokenize(t) or ["\u2205"] for t in texts]
+        model.index(tokens, show_progress=False)
+        df = Counter(token for chunk in tokens for token in set(chunk))
+        return cls(model, ids, dict(df))
+
+    def idf(self, token: str) -> float:
+        """BM25's idf; a word the corpus never uses is as rare as can be."""
+        n = len(self.ids)
+        df = self.df.get(token, 0)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     def save(self, folder: Path) -> None:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save(str(tmp), show_progress=False)
         (tmp / "ids.json").write_text(json.dumps(self.ids))
+        (tmp / "df.json").write_text(json.dumps(self.df))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)  # swap in whole: a reader never sees half an index
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex | None:
-        if not (folder / "ids.json").exists():
+        if not (folder / "ids.json").exists() or not (folder / "df.json").exists():
             return None
         model = bm25s.BM25.load(str(folder), show_progress=False, mmap=False)
-        return cls(model, json.loads((folder / "ids.json").read_text()))
+        return cls(model, json.loads((folder / "ids.json").read_text()), json.loads((folder / "df.json").read_text()))
 
     def search(self, query: str, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
         """Top-k (chunk id, BM25 score), scores > 0 only; `allowed` limits the hits to those ids."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from rag.config import AnswerSettings
@@ -45,3 +48,40 @@ def describe_failure(e: Exception) -> str:
     if isinstance(e, openai.APIStatusError):
         return f"the model server at {where} answered {e.status_code}: {e.message}"
     return f"model call failed: {e}"
+
+
+class ResponseCache:
+    """Model replies recorded to / replayed from a JSON file, keyed by model and prompt, so CI runs of an LLM
+    backend are deterministic, free and offline."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        if mode not in ("record", "replay"):
+            raise ValueError(f"cache mode must be record or replay, not {mode!r}")
+        self.path, self.mode = path, mode
+        self.entries: dict[str, str] = {}
+        if path.exists():
+            try:
+                self.entries = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ModelError(f"{path}: not a response cache ({e.msg} at line {e.lineno})") from None
+        elif mode == "replay":
+            raise ModelError(f"{path}: no such response cache (make one with --record)")
+
+    @staticmethod
+    def key(model: str, messages: list[Any]) -> str:
+        payload = json.dumps([model] + [[type(m).__name__, m.content] for m in messages], ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        hit = self.entries.get(key)
+        if hit is None and self.mode == "replay":
+            raise ModelError(f"{self.path}: no recorded reply for this prompt; record again with --record")
+        return hit
+
+    def put(self, key: str, reply: str) -> None:
+        self.entries[key] = reply
+
+    def save(self) -> None:
+        if self.mode == "record":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.entries, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -1,0 +1,349 @@
+"""Eval harness: a gold set anchored to quotes -> deterministic metrics -> report -> regression gate.
+
+No LLM judge: a citation counts when its character span overlaps a gold evidence span in the same document;
+an answer is correct when a gold alias appears in it (ALCE's STR-EM) and scored by SQuAD token F1."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.chunk import sentence_spans
+from rag.cite import MARKER
+from rag.types import Answer
+
+
+class GoldError(Exception):
+    """A gold file that cannot be used; the message lists every bad line with its number and reason."""
+
+
+@dataclass(frozen=True)
+class Span:
+    doc: str
+    start: int
+    end: int
+
+    def overlaps(self, doc: str, start: int, end: int) -> bool:
+        return doc == self.doc and start < self.end and self.start < end
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    evidence: tuple[Span, ...]
+    answerable: bool
+    quotes: tuple[str, ...] = ()
+
+
+# -- gold set ----------------------------------------------------------------------------------------------
+def load_gold(path: Path, doc_texts: Callable[[str], str | None]) -> list[GoldItem]:
+    """Parse and validate a JSONL gold set; `doc_texts(doc)` gives a document's normalised text (None: unknown).
+    Every problem is collected, so one run names every bad line."""
+    if not path.exists():
+        raise GoldError(f"{path}: no such gold file")
+    problems: list[str] = []
+    items: list[GoldItem] = []
+    seen: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise GoldError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{where}: not JSON ({e.msg} at column {e.colno})")
+            continue
+        item, errors = _parse_item(raw, doc_texts)
+        if item and item.id in seen:
+            errors.append(f"duplicate id {item.id!r}")
+        problems.extend(f"{where}: {e}" for e in errors)
+        if item and not errors:
+            seen.add(item.id)
+            items.append(item)
+    if problems:
+        raise GoldError("\n".join(problems))
+    if not items:
+        raise GoldError(f"{path}: no items")
+    return items
+
+
+def _parse_item(raw: Any, doc_texts: Callable[[str], str | None]) -> tuple[GoldItem | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, ["an item must be a JSON object"]
+    errors = []
+    for key, kind in (("id", str), ("question", str), ("answers", list), ("evidence", list), ("answerable", bool)):
+        if not isinstance(raw.get(key), kind):
+            errors.append(f"{key!r} missing or not a {kind.__name__}")
+    if errors:
+        return None, errors
+    if not raw["question"].strip():
+        errors.append("empty question")
+    if not all(isinstance(a, str) and a.strip() for a in raw["answers"]):
+        errors.append("'answers' must be non-empty strings")
+    if raw["answerable"] and (not raw["answers"] or not raw["evidence"]):
+        errors.append("an answerable item needs at least one answer and one evidence quote")
+    if not raw["answerable"] and (raw["answers"] or raw["evidence"]):
+        errors.append("an unanswerable item must have empty 'answers' and 'evidence'")
+    spans, quotes = [], []
+    for i, ev in enumerate(raw["evidence"], start=1):
+        if not isinstance(ev, dict) or not isinstance(ev.get("doc"), str) or not isinstance(ev.get("quote"), str):
+            errors.append(f"evidence {i}: needs 'doc' and 'quote' strings")
+            continue
+        text = doc_texts(ev["doc"])
+        if text is None:
+            errors.append(f"evidence {i}: document {ev['doc']!r} is not in the store")
+            continue
+        at = text.find(ev["quote"]) if ev["quote"] else -1
+        if at < 0:
+            errors.append(f"evidence {i}: quote is not an exact substring of {ev['doc']}: {ev['quote'][:60]!r}")
+            continue
+        spans.append(Span(ev["doc"], at, at + len(ev["quote"])))
+        quotes.append(ev["quote"])
+    item = GoldItem(raw["id"], raw["question"], tuple(raw["answers"]), tuple(spans), raw["answerable"],
+                    tuple(quotes))
+    return item, errors
+
+
+# -- answer normalisation (SQuAD) ------------------------------------------------------------------------
+def normalize_answer(text: str) -> str:
+    text = MARKER.sub(" ", text.lower())
+    text = "".join(" " if ch in string.punctuation or ch in "“”‘’—–" else ch for ch in text)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def str_em(prediction: str, aliases: Sequence[str]) -> bool:
+    """ALCE STR-EM with aliases: some alias appears, normalised, in the prediction."""
+    pred = f" {normalize_answer(prediction)} "
+    return any(f" {normalize_answer(a)} " in pred for a in aliases if normalize_answer(a))
+
+
+def token_f1(prediction: str, aliases: Sequence[str]) -> float:
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for alias in aliases:
+        gold = normalize_answer(alias).split()
+        common = sum((Counter(pred) & Counter(gold)).values())
+        if common:
+            precision, recall = common / len(pred), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+# -- per-item scoring -------------------------------------------------------------------------------------
+@dataclass
+class ItemResult:
+    id: str
+    question: str
+    answerable: bool
+    answer: str
+    abstained: bool
+    citations: list[dict[str, Any]]
+    expected_answers: list[str]
+    expected_quotes: list[str]
+    evidence_hit: bool = False
+    correct: bool = False
+    f1: float = 0.0
+    cited_ok: int = 0
+    cited_total: int = 0
+    sentences: int = 0
+    attributed_sentences: int = 0
+    uncited_sentences: int = 0
+    invalid_markers: int = 0
+    retrieval_hit: bool = False
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        if not self.answerable:
+            return self.abstained
+        return self.correct and self.evidence_hit
+
+    def failure(self) -> str:
+        if not self.answerable:
+            return "answered a question the sources cannot answer" if not self.passed else ""
+        reasons = []
+        if self.abstained:
+            reasons.append("abstained")
+        else:
+            if not self.correct:
+                reasons.append("answer string missing")
+            if not self.evidence_hit:
+                reasons.append("no citation overlaps the gold evidence")
+        if not self.retrieval_hit:
+            reasons.append(f"evidence not retrieved")
+        return ", ".join(reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "question": self.question, "answerable": self.answerable, "passed": self.passed,
+                "failure": self.failure(), "answer": self.answer, "abstained": self.abstained,
+                "citations": self.citations, "expected_answers": self.expected_answers,
+                "expected_quotes": self.expected_quotes, "evidence_hit": self.evidence_hit,
+                "correct": self.correct, "f1": round(self.f1, 4), "retrieval_hit": self.retrieval_hit}
+
+
+def score_item(item: GoldItem, answer: Answer) -> ItemResult:
+    r = ItemResult(item.id, item.question, item.answerable, answer.text, answer.abstained,
+                   [{"n": c.n, "doc": c.doc, "start": c.start, "end": c.end, "quote": c.quote}
+                    for c in answer.citations],
+                   list(item.answers), list(item.quotes), timings_ms=dict(answer.timings_ms))
+    r.invalid_markers = len(answer.dropped_markers)
+    r.uncited_sentences = len(answer.unsupported)
+    if not item.answerable or answer.abstained:
+        r.retrieval_hit = any(e.overlaps(p.doc, p.start, p.end) for p in answer.passages for e in item.evidence)
+        return r
+
+    def supports(doc: str, start: int, end: int) -> bool:
+        return any(e.overlaps(doc, start, end) for e in item.evidence)
+
+    r.cited_total = len(answer.citations)
+    r.cited_ok = sum(supports(c.doc, c.start, c.end) for c in answer.citations)
+    r.evidence_hit = r.cited_ok > 0
+    r.correct = str_em(answer.text, item.answers)
+    r.f1 = token_f1(answer.text, item.answers)
+    r.retrieval_hit = any(supports(p.doc, p.start, p.end) for p in answer.passages)
+    by_n = {c.n: c for c in answer.citations}
+    for s, e in sentence_spans(answer.text):
+        sentence = answer.text[s:e]
+        r.sentences += 1
+        cited = [by_n[int(n)] for m in MARKER.finditer(sentence) for n in re.findall(r"\d+", m.group(1))
+                 if int(n) in by_n]
+        stated = [a for a in item.answers if str_em(sentence, [a])]
+        # Attributed: a cited span overlaps gold evidence and contains the answer string the sentence states.
+        if any(supports(c.doc, c.start, c.end) and (not stated or str_em(c.quote, stated)) for c in cited):
+            r.attributed_sentences += 1
+    return r
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+class Answerer(Protocol):
+    def ask(self, question: str) -> Answer: ...
+
+
+METRICS = ("evidence_recall", "citation_precision", "statement_attribution", "answer_str_em", "answer_f1",
+           "attributed_accuracy", "retrieval_recall_at_k", "abstention_accuracy", "false_abstention_rate",
+           "invalid_citation_rate", "uncited_sentence_rate")
+
+
+@dataclass
+class EvalReport:
+    metrics: dict[str, float]
+    items: list[ItemResult]
+    spread: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metrics": self.metrics, "items": [i.to_json() for i in self.items]}
+        if self.spread:
+            out["spread"] = self.spread
+        return out
+
+
+def aggregate(results: Sequence[ItemResult]) -> dict[str, float]:
+    answerable = [r for r in results if r.answerable]
+    unanswerable = [r for r in results if not r.answerable]
+
+    def mean(values: Iterable[float]) -> float:
+        values = list(values)
+        return round(sum(values) / len(values), 4) if values else 0.0
+
+    cited = sum(r.cited_total for r in answerable)
+    sentences = sum(r.sentences for r in answerable)
+    all_markers = sum(r.invalid_markers + len(r.citations) for r in results)
+    all_sentences = sum(r.sentences + r.uncited_sentences for r in answerable)
+    return {
+        "evidence_recall": mean(r.evidence_hit for r in answerable),
+        "citation_precision": round(sum(r.cited_ok for r in answerable) / cited, 4) if cited else 0.0,
+        "statement_attribution": round(sum(r.attributed_sentences for r in answerable) / sentences, 4)
+        if sentences else 0.0,
+        "answer_str_em": mean(r.correct for r in answerable),
+        "answer_f1": mean(r.f1 for r in answerable),
+        "attributed_accuracy": mean(r.correct and r.evidence_hit for r in answerable),
+        "retrieval_recall_at_k": mean(r.retrieval_hit for r in answerable),
+        "abstention_accuracy": mean(r.abstained for r in unanswerable),
+        "false_abstention_rate": mean(r.abstained for r in answerable),
+        "invalid_citation_rate": round(sum(r.invalid_markers for r in results) / all_markers, 4)
+        if all_markers else 0.0,
+        "uncited_sentence_rate": round(sum(r.uncited_sentences for r in answerable) / all_sentences, 4)
+        if all_sentences else 0.0,
+        "n_items": float(len(results)),
+    }
+
+
+def evaluate(chain: Answerer, gold: Sequence[GoldItem],
+             progress: Callable[[int, int], None] | None = None) -> EvalReport:
+    """Run every gold item through the chain and score it; usable from a user's own pytest suite."""
+    results = []
+    for i, item in enumerate(gold, start=1):
+        results.append(score_item(item, chain.ask(item.question)))
+        if progress:
+            progress(i, len(gold))
+    return EvalReport(aggregate(results), results)
+
+
+def combine(reports: Sequence[EvalReport]) -> EvalReport:
+    """Mean of each metric over repeated runs, with the spread (population standard deviation)."""
+    keys = reports[0].metrics.keys()
+    metrics = {k: round(statistics.fmean(r.metrics[k] for r in reports), 4) for k in keys}
+    spread = {k: round(statistics.pstdev(r.metrics[k] for r in reports), 4) for k in keys}
+    return EvalReport(metrics, reports[-1].items, spread)
+
+
+# -- regression gate -------------------------------------------------------------------------------------
+LOWER_IS_BETTER = {"false_abstention_rate", "invalid_citation_rate", "uncited_sentence_rate"}
+
+
+def check_against(metrics: dict[str, float], baseline: dict[str, float], tolerance: float) -> list[str]:
+    """Metrics that got worse than baseline by more than the tolerance, one line each."""
+    failures = []
+    for name, accepted in baseline.items():
+        if name == "n_items" or name not in metrics:
+            continue
+        now = metrics[name]
+        worse = now > accepted + tolerance if name in LOWER_IS_BETTER else now < accepted - tolerance
+        if worse:
+            failures.append(f"{name}: {now:.4f} vs baseline {accepted:.4f} (tolerance {tolerance})")
+    return failures
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"tolerance": 0.02, "backends": {}}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise GoldError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("backends", {}), dict):
+        raise GoldError(f"{path}: expected {{'tolerance': float, 'backends': {{name: metrics}}}}")
+    return data
+
+
+def junit_xml(report: EvalReport, suite: str) -> str:
+    from xml.sax.saxutils import escape, quoteattr
+
+    failed = [r for r in report.items if not r.passed]
+    cases = []
+    for r in report.items:
+        body = ""
+        if not r.passed:
+            detail = (f"expected {r.expected_answers} from {r.expected_quotes}\n"
+                      f"answer: {r.answer}\ncited: {[c['quote'] for c in r.citations]}")
+            body = f"<failure message={quoteattr(r.failure())}>{escape(detail)}</failure>"
+        cases.append(f'  <testcase classname={quoteattr(suite)} name={quoteattr(r.id + ": " + r.question)}>'
+                     f"{body}</testcase>")
+    props = "".join(f'<property name="{k}" value="{v}"/>' for k, v in report.metrics.items())
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name={quoteattr(suite)} '
+            f'tests="{len(report.items)}" failures="{len(failed)}">\n  <properties>{props}</properties>\n'
+            + "\n".join(cases) + "\n</testsuite>\n")
