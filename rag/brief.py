@@ -78,8 +78,7 @@ class Disagreement:
 
     @property
     def lead_in(self) -> str:
-        where = f" ({self.event})" if self.event else ""
-        return f"Sources differ on {self.label}{where}:"
+        return f"Sources differ on {self.label}:"
 
 
 @dataclass(frozen=True)
@@ -167,48 +166,68 @@ class Briefing:
 
 @dataclass(frozen=True)
 class Probe:
+    """A question put to every source sentence: `query` is embedded (and used as a retrieval sub-query), `keywords`
+    are regexes (case-insensitive) whose hits count as evidence that the sentence answers it.
+
+    For disputes, `kind` says when claims from different documents differ: "stance" (one side matches `pro`, another
+    `contra`, or a sentence holds both), "figures" (two documents state numbers, and the numbers differ), "names"
+    (the named units differ), "specifics" (the names and numbers the claims commit to differ)."""
+
     key: str
     label: str
-    query: str  # embedded and used as a retrieval sub-query
-    keywords: str  # regex (case-insensitive); a sentence must match it to count for a dispute
+    query: str
+    keywords: tuple[str, ...]
+    kind: str = "specifics"
+    pro: str = ""
+    contra: str = ""
 
 
 ASPECTS: tuple[Probe, ...] = (
     Probe("what", "What happened",
           "fighters crossed the border into the region with tanks and armored vehicles and seized territory",
-          r"cross|incursion|invad|launch|advance|seiz|captur|took control|liberat|tank|armou?red|attack"),
+          (r"\bcross(es|ed|ing)?\b.{0,12}\b(into|over|border)", r"incursion", r"invad|invasion", r"launch",
+           r"advance", r"seiz|captur|took control|liberat", r"reached|entered", r"tanks?\b|armou?red")),
     Probe("who", "Who was behind it",
           "the groups that carried out the attack: Legion, Volunteer Corps, Battalion, militias, defectors",
-          r"legion|corps|battalion|militia|defector|group|partisan|fighters"),
+          (r"legion", r"\bcorps\b", r"battalion", r"militia", r"defector", r"partisan", r"made up of|composed of",
+           r"groups? (involved|responsible)", r"nationals", r"fighting (for|with)")),
     Probe("claims", "Official claims and response",
           "the defense ministry, the Kremlin and officials said the attack was repelled and claimed",
-          r"ministry|kremlin|official|governor|fsb|spokes|said|claim|repel|repuls|thwart|stopp|vow|kyiv"),
+          (r"ministry", r"kremlin", r"official|authorit", r"governor", r"\bfsb\b|security service",
+           r"spokes(man|woman)", r"\b(said|told|announced)\b", r"claim|confirm",
+           r"repel|repuls|thwart|stopp|crush")),
     Probe("losses", "Casualties and losses",
           "fighters were killed, heavy casualties and losses, tanks and vehicles destroyed",
-          r"kill|casualt|loss|destroy|dead|wound|shot down"),
+          (r"kill", r"casualt", r"\blosses\b", r"destroy", r"\bdead\b|wounded", r"shot down")),
     Probe("aims", "Aims and implications",
           "the stated goals of the attackers and the political and strategic implications for Putin and the war",
-          r"aim|goal|mission|message|implication|election|freedom|counteroffensive|strateg|psycholog|regime"),
+          (r"\baims?\b|\bgoals?\b|mission", r"message|statement", r"implication|ramification", r"election",
+           r"freedom|liberate russia|downfall", r"counteroffensive", r"strateg", r"psycholog")),
 )
 
 DISPUTES: tuple[Probe, ...] = (
     Probe("ukraine", "whether Ukraine was behind it",
           "Ukraine was behind the attack: Ukrainian-backed, assisted by Ukraine, or not orchestrated by Ukraine "
           "and Kyiv has nothing to do with it",
-          r"ukrain\w*[- ]backed|by ukraine|working for ukraine|kyiv|kiev|ukraine is providing|assistance|"
-          r"nothing to do|on their own|independent"),
+          (r"ukrainian[- ]backed", r"by ukraine", r"working for ukraine", r"kyiv said", r"nothing to do",
+           r"on their own", r"independent", r"ukraine is providing", r"assistance", r"orchestrat",
+           r"fighting (for|with) ukraine"),
+          kind="stance", pro=r"backed|providing|assistance|working for|sabotage", 
+          contra=r"\bnot\b|nothing to do|on their own|independent|homegrown"),
     Probe("captured", "what was captured",
           "the fighters captured a town, took control of border villages or liberated villages",
-          r"captur|seiz|took control|take control|liberat|occup"),
+          (r"captur", r"seiz", r"took control|take control", r"liberat", r"occup", r"villages?|towns?")),
     Probe("repelled", "whether the attack was repelled",
           "the attackers were repelled, repulsed, thwarted or stopped, or advanced nearly unopposed",
-          r"repel|repuls|thwart|stopp|fail|unopposed|crush|pushed back"),
+          (r"repel", r"repuls", r"thwart", r"stopp", r"\bfail", r"unopposed", r"crush", r"pushed back"),
+          kind="stance", pro=r"repel|repuls|thwart|stopp|\bfail|crush",
+          contra=r"unopposed|penetrat|seized|declared|defiance"),
     Probe("losses", "casualties and losses",
           "how many fighters were killed, casualties, losses and destroyed equipment",
-          r"kill|casualt|losses|destroy|dead|wounded"),
+          (r"kill", r"casualt", r"\blosses\b", r"destroy", r"\bdead\b|wounded"), kind="figures"),
     Probe("who", "which groups took part",
           "the groups that took part: Freedom of Russia Legion, Russian Volunteer Corps, Siberian Battalion",
-          r"legion|corps|battalion"),
+          (r"legion", r"\bcorps\b", r"battalion"), kind="names"),
 )
 
 _EVENT_NOUNS = ("incursion", "attack", "raid", "invasion", "offensive", "assault", "strike", "protest", "election",
@@ -513,12 +532,18 @@ def _probe_vectors(embedder: Any, probes: Sequence[Probe]) -> dict[str, np.ndarr
     return dict(zip((p.key for p in probes), _embed_cached(embedder, [p.query for p in probes])))
 
 
-def assign_aspects(pool: Sequence[Candidate], embedder: Any, min_score: float = 0.25) -> None:
+def hits(probe: Probe, text: str) -> int:
+    """How many of the probe's keyword patterns the text matches."""
+    return sum(1 for k in probe.keywords if re.search(k, text, re.I))
+
+
+def assign_aspects(pool: Sequence[Candidate], embedder: Any, min_score: float = 0.3) -> None:
+    """File each sentence under the aspect it answers best (meaning plus keyword evidence), else "other"."""
     vectors = _probe_vectors(embedder, ASPECTS)
     for c in pool:
         best, best_score = "", -1.0
         for a in ASPECTS:
-            score = float(c.vector @ vectors[a.key]) + (0.08 if re.search(a.keywords, c.text, re.I) else 0.0)
+            score = 0.5 * float(c.vector @ vectors[a.key]) + 0.12 * min(hits(a, c.text), 3)
             if score > best_score:
                 best, best_score = a.key, score
         c.aspect, c.aspect_score = (best, best_score) if best_score >= min_score else ("other", best_score)
@@ -526,47 +551,76 @@ def assign_aspects(pool: Sequence[Candidate], embedder: Any, min_score: float = 
 
 def _redundant(c: Candidate, chosen: Iterable[Candidate], threshold: float = 0.8) -> bool:
     for o in chosen:
-        if float(c.vector @ o.vector) >= threshold or (overlap(c.text, o.text) > 0.75 and overlap(o.text, c.text) > 0.75):
+        if c.key == o.key or float(c.vector @ o.vector) >= threshold or (
+                overlap(c.text, o.text) > 0.75 and overlap(o.text, c.text) > 0.75):
             return True
     return False
 
 
-def _signature(text: str) -> frozenset[str]:
-    """What a claim commits to: names (capitalised words not opening the sentence), numbers, negations."""
-    names = {w.lower() for w in re.findall(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+(?:-[A-Z][a-z]+)?", text)}
-    numbers = set(re.findall(r"\d+", text))
-    negation = {"<neg>"} if re.search(r"\b(not|no|nothing|never|own|independent|failed)\b", text, re.I) else set()
-    return frozenset(names | numbers | negation)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+(?:-[A-Z][a-z]+)?")
+_UNIT_WORDS = r"Legion|Corps|Battalion|Brigade|Regiment|Division|Army|Militia|Front|Group|Guard"
 
 
-def find_disagreements(material: Material, pool: Sequence[Candidate], embedder: Any, min_score: float = 0.3,
-                       max_claims: int = 3) -> list[tuple[Probe, int, list[Candidate]]]:
+def _specifics(text: str) -> frozenset[str]:
+    """What a claim commits to: names (capitalised words not opening the sentence) and numbers."""
+    return frozenset({w.lower() for w in _NAME.findall(text)} | set(re.findall(r"\d+", text)))
+
+
+def _differ(probe: Probe, claims: Sequence[Candidate]) -> bool:
+    """Do these claims (from different documents) say different things on the probe's question?"""
+    texts = [c.text for c in claims]
+    if probe.kind == "stance":
+        stances = {(bool(re.search(probe.pro, t, re.I)), bool(re.search(probe.contra, t, re.I))) for t in texts}
+        return len(stances) > 1 or (True, True) in stances
+    if probe.kind == "figures":
+        figures = [frozenset(re.findall(r"\d+", t)) for t in texts]
+        return sum(1 for f in figures if f) >= 2 and len({f for f in figures if f}) > 1
+    if probe.kind == "names":
+        units = [frozenset(u.lower() for u in re.findall(rf"\b({_UNIT_WORDS})\b", t)) for t in texts]
+        return len({u for u in units if u}) > 1
+    return len({_specifics(t) for t in texts}) > 1
+
+
+def find_disagreements(material: Material, pool: Sequence[Candidate], embedder: Any, min_score: float = 0.35,
+                       max_claims: int = 3, per_event: int = 3) -> list[tuple[Probe, int, list[Candidate]]]:
     """Per event and dispute probe, the best matching sentence of each document; reported when at least two
-    documents answer the probe with claims that are not near-duplicates and commit to different things."""
+    documents answer the probe, their claims are not near-duplicates and they differ (see `_differ`)."""
     vectors = _probe_vectors(embedder, DISPUTES)
     out: list[tuple[Probe, int, list[Candidate]]] = []
-    for ei in range(len(material.events)):
+    for ei in range(max(1, len(material.events))):
         in_event = [c for c in pool if material.event_of.get(c.doc, 0) == ei]
+        found: list[tuple[Probe, int, list[Candidate]]] = []
+        shown: set[frozenset[tuple[str, int, int]]] = set()
         for probe in DISPUTES:
             best: dict[str, tuple[float, Candidate]] = {}
             for c in in_event:
-                if not re.search(probe.keywords, c.text, re.I):
+                n_hits = hits(probe, c.text)
+                if not n_hits:
                     continue
-                score = float(c.vector @ vectors[probe.key]) + 0.2 * c.relevance
+                score = 0.5 * float(c.vector @ vectors[probe.key]) + 0.12 * min(n_hits, 3) + 0.2 * c.relevance
                 if score >= min_score and (c.doc not in best or score > best[c.doc][0]):
                     best[c.doc] = (score, c)
             ranked = [c for _, c in sorted(best.values(), key=lambda t: (-t[0], t[1].doc))]
             claims: list[Candidate] = []
             for c in ranked:
-                if len(claims) >= max_claims:
-                    break
-                if any(float(c.vector @ o.vector) >= 0.92 or _signature(c.text) == _signature(o.text)
-                       for o in claims):
-                    continue
-                claims.append(c)
-            if len({c.doc for c in claims}) >= 2:
-                out.append((probe, ei, sorted(claims, key=lambda c: (_doc_day(material, c.doc), c.doc, c.start))))
+                if len(claims) < max_claims and all(float(c.vector @ o.vector) < 0.92 for o in claims):
+                    claims.append(c)
+            keys = frozenset(c.key for c in claims)
+            if len({c.doc for c in claims}) >= 2 and keys not in shown and _differ(probe, claims):
+                shown.add(keys)
+                found.append((probe, ei, sorted(claims, key=lambda c: (_doc_day(material, c.doc), c.doc, c.start))))
+        out.extend(found[:per_event])
     return out
+
+
+_WHEN = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December|"
+                   r"Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|\d{4})\b")
+_WHERE = re.compile(r"\b(region|regions|oblast|province|city|village|town|border)\b", re.I)
+
+
+def _overview_score(c: Candidate) -> float:
+    """An overview sentence should say what happened, and when and where."""
+    return c.score + 0.05 * bool(_WHEN.search(c.text)) + 0.05 * bool(_WHERE.search(c.text))
 
 
 def _doc_day(material: Material, doc: str) -> str:
@@ -584,7 +638,10 @@ class Draft:
     draft_dropped: int = 0
 
 
-def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per_event: int = 8) -> Draft:
+_PER_ASPECT = {"what": 3, "other": 1}
+
+
+def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per_event: int = 10) -> Draft:
     pool = candidates(material, embedder)
     assign_aspects(pool, embedder)
     draft = Draft()
@@ -597,9 +654,9 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
     chosen: list[Candidate] = []
     n_events = len(material.events)
     # Overview: the most central, relevant self-standing sentence of each event (oldest event first).
-    for ei in range(n_events):
+    for ei in range(max(1, n_events)):
         in_event = sorted((c for c in pool if material.event_of.get(c.doc, 0) == ei and not _DANGLING.match(c.text)
-                           and c.aspect in ("what", "who")), key=lambda c: (-c.score, c.doc, c.start))
+                           and c.aspect in ("what", "who")), key=lambda c: (-_overview_score(c), c.doc, c.start))
         for c in in_event[: 1 if n_events > 1 else 2]:
             if not _redundant(c, chosen):
                 chosen.append(c)
@@ -612,14 +669,14 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
     aspect_order = [a.key for a in ASPECTS] + ["other"]
     aspect_label = {a.key: a.label for a in ASPECTS} | {"other": "Other points"}
     for ei, event in enumerate(material.events):
-        in_event = [c for c in pool if material.event_of.get(c.doc, 0) == ei and c.score >= top - 0.25]
+        in_event = [c for c in pool if material.event_of.get(c.doc, 0) == ei and c.score >= top - 0.4]
         points: list[Candidate] = []
         for aspect in aspect_order:
             ranked = sorted((c for c in in_event if c.aspect == aspect),
-                            key=lambda c: (-(c.score + 0.5 * c.aspect_score), c.doc, c.start))
+                            key=lambda c: (-(c.score + c.aspect_score), c.doc, c.start))
             picked: list[Candidate] = []
             for c in ranked:
-                if len(picked) >= per_aspect or len(points) + len(picked) >= per_event:
+                if len(picked) >= _PER_ASPECT.get(aspect, per_aspect) or len(points) + len(picked) >= per_event:
                     break
                 if c.key in disputed or _redundant(c, chosen + picked):
                     continue
@@ -987,7 +1044,11 @@ def render_markdown(b: Briefing) -> str:
             lines += [f"- {p.markdown}" for p in points] + [""]
     if b.disagreements:
         lines += ["## Where the sources disagree", ""]
+        event = None
         for d in b.disagreements:
+            if d.event and d.event != event:
+                lines += [f"### {d.event}", ""]
+            event = d.event
             lines += [f"**{d.lead_in}**", ""] + [f"- {p.markdown}" for p in d.claims] + [""]
     lines += ["## Support audit", "", _audit_text(b.audit), ""]
     lines += ["## Sources", ""]
@@ -1027,6 +1088,7 @@ h3 { font: 600 15px/1.3 system-ui, -apple-system, 'Segoe UI', sans-serif; margin
 ul { padding-left: 22px; margin: 6px 0; } li { margin: 4px 0; }
 .lead { font-weight: 600; margin: 16px 0 4px; }
 .disagree ul { border-left: 3px solid #d9822b; padding-left: 24px; }
+.disagree h3 { text-transform: none; letter-spacing: 0; color: var(--ink); font-size: 16px; margin-top: 22px; }
 a.cite { position: relative; color: var(--accent); text-decoration: none; font: 600 12px/1 system-ui, sans-serif;
          vertical-align: super; padding: 0 1px; }
 a.cite:hover, a.cite:focus { text-decoration: underline; outline: none; }
@@ -1084,7 +1146,11 @@ def render_html(b: Briefing) -> str:
         parts.append("".join(body) + "</section>")
     if b.disagreements:
         body = ['<section class="disagree"><h2>Where the sources disagree</h2>']
+        event = None
         for d in b.disagreements:
+            if d.event and d.event != event:
+                body.append(f"<h3>{esc(d.event)}</h3>")
+            event = d.event
             body.append(f'<p class="lead">{esc(d.lead_in)}</p><ul>'
                         + "".join(f"<li>{point(p)}</li>" for p in d.claims) + "</ul>")
         parts.append("".join(body) + "</section>")

@@ -100,23 +100,27 @@ def chunk_text(doc: str, text: str, size: int = 200, overlap: int = 40) -> list[
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     i = 0
+    floor = 1  # the chunk must reach at least this many units: it always adds text its predecessor lacks
     while i < len(units):
         # Grow by summed sentence costs (cheap), then confirm with one exact count of the joined span.
         j, total = i + 1, costs[i]
         while j < len(units) and total + costs[j] <= size:
             total += costs[j]
             j += 1
-        while j - 1 > i and count_tokens(text[units[i][0]:units[j - 1][1]]) > size:
+        j = max(j, floor)
+        while j > floor and count_tokens(text[units[i][0]:units[j - 1][1]]) > size:
             j -= 1
         start, end = units[i][0], units[j - 1][1]
         chunks.append(_make_chunk(doc, text, start, end, len(chunks), seen))
         if j >= len(units):
             break
-        # Step back over trailing sentences that fit the overlap budget, but always move forward.
+        # Step back over trailing sentences that fit the overlap budget and still leave room for the next
+        # sentence (else the next chunk would hold nothing new), but always move forward.
         k = j
-        while k - 1 > i and count_tokens(text[units[k - 1][0]:end]) <= overlap:
+        while (k - 1 > i and count_tokens(text[units[k - 1][0]:end]) <= overlap
+               and count_tokens(text[units[k - 1][0]:units[j][1]]) <= size):
             k -= 1
-        i = k
+        i, floor = k, j + 1
     return chunks
 
 

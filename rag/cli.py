@@ -162,6 +162,52 @@ def repl(
     raise typer.Exit(shell.run(session))
 
 
+@app.command()
+def brief(
+    topic: Annotated[str, typer.Argument(help="what the briefing is about", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write to FILE.md (Markdown) or FILE.html "
+                                                   "(one self-contained page)", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the briefing as one JSON object")] = False,
+    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages per retrieval sub-query (default 24)",
+                                             show_default=False)] = None,
+    flag_unsupported: Annotated[bool, typer.Option("--flag-unsupported", help="keep sentences that fail the "
+                                                   "support audit, flagged, instead of dropping them")] = False,
+) -> None:
+    """A cited briefing on a topic across all articles: overview, sections per event, where sources disagree,
+    a support audit and the sources. Markdown on stdout unless -o is given."""
+    from rag.brief import make_briefing
+    from rag.llm import ModelError, describe_failure
+
+    if backend not in (None, "extractive", "openai"):
+        raise fail(f"unknown backend {backend!r}: {BACKEND_HELP}")
+    if not topic.strip():
+        raise fail("the topic is empty")
+    suffix = output.suffix.lower() if output else ""
+    if output and suffix not in (".md", ".markdown", ".html", ".htm"):
+        raise fail(f"cannot tell the format of {output}: use a .md or .html file name")
+    s = settings()
+    chain = load_chain(s, backend)
+    try:
+        briefing = make_briefing(chain, topic, k=k, unsupported="flag" if flag_unsupported else "drop")
+    except (ModelError, ValueError) as e:
+        raise fail(str(e)) from None
+    except Exception as e:  # noqa: BLE001  model client errors come in many types; all get one line
+        if type(e).__module__.startswith(("openai", "httpx", "langchain")):
+            raise fail(describe_failure(e)) from None
+        raise
+    if output:
+        try:
+            output.write_text(briefing.html if suffix in (".html", ".htm") else briefing.markdown, encoding="utf-8")
+        except OSError as e:
+            raise fail(f"cannot write {output}: {e.strerror or e}") from None
+    if as_json:
+        out.print_json(json.dumps(briefing.to_json(), ensure_ascii=False))
+    elif not output:
+        typer.echo(briefing.markdown, nl=False)
+    err.print(briefing.audit.summary + (f"; wrote {output}" if output else ""), markup=False)
+
+
 @app.command("eval")
 def eval_(
     gold: Annotated[Path, typer.Option(help="gold set (JSONL)")] = Path("evals/gold/seeds.jsonl"),
@@ -195,7 +241,7 @@ def eval_(
     if k:
         chain.retriever.settings = chain.retriever.settings.model_copy(update={"k": k})
     try:
-        items = evals.load_gold(gold, _doc_texts(chain, s))
+        items = evals.load_gold(gold, evals.store_texts(chain.retriever.store))
         base = evals.load_baseline(baseline)
         if record or replay:
             chain.cache = ResponseCache(record or replay, "record" if record else "replay")  # type: ignore[arg-type]
@@ -240,25 +286,6 @@ def eval_(
                 err.print(f"[red]regression:[/] {line}")
             raise typer.Exit(1)
         err.print(f"[green]check passed[/]: no metric below the {chain.backend} baseline minus {tol}")
-
-
-def _doc_texts(chain, s: Settings):  # type: ignore[no-untyped-def]
-    """doc id -> normalised text, read from each stored document's source file (quotes anchor to that text)."""
-    from rag.ingest import BadFile, load_file
-
-    records = chain.retriever.store.documents()
-    cache: dict[str, str | None] = {}
-
-    def text(doc: str) -> str | None:
-        if doc not in cache:
-            record = records.get(doc)
-            try:
-                cache[doc] = load_file(Path(record["source"]), doc, 10**9).text if record else None
-            except BadFile:
-                cache[doc] = None
-        return cache[doc]
-
-    return text
 
 
 def _print_eval(report, backend: str, time_s: float) -> None:  # type: ignore[no-untyped-def]

@@ -117,6 +117,25 @@ def _parse_item(raw: Any, doc_texts: Callable[[str], str | None]) -> tuple[GoldI
     return item, errors
 
 
+def store_texts(store: Any) -> Callable[[str], str | None]:
+    """doc id -> normalised text, read from each stored document's source file (gold quotes anchor to it)."""
+    from rag.ingest import BadFile, load_file
+
+    records = store.documents()
+    cache: dict[str, str | None] = {}
+
+    def text(doc: str) -> str | None:
+        if doc not in cache:
+            record = records.get(doc)
+            try:
+                cache[doc] = load_file(Path(record["source"]), doc, 10**10).text if record else None
+            except BadFile:
+                cache[doc] = None
+        return cache[doc]
+
+    return text
+
+
 # -- answer normalisation (SQuAD) ------------------------------------------------------------------------
 def normalize_answer(text: str) -> str:
     text = MARKER.sub(" ", text.lower())

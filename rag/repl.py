@@ -421,8 +421,9 @@ class Repl:
         kwargs: dict[str, Any] = {}
         if self.docs and "docs" in params:
             kwargs["docs"] = self.docs
-        if self.k and "k" in params:
-            kwargs["k"] = self.k
+        elif self.docs:
+            self.console.print(Text("note: the :filter does not apply to briefings", style="dim"))
+        # :k is not passed on: a briefing's k counts passages per sub-query, and it picks its own default.
         if self.console.is_terminal:
             with self.console.status(f"writing a briefing on {arg}…"):
                 briefing = make_briefing(self.chain, arg, **kwargs)
