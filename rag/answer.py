@@ -92,10 +92,15 @@ def has_answer_of_type(kind: str | None, sentence: str, question: str) -> bool:
     return any(m.group(0).lower() not in asked for m in _CAPITALISED.finditer(sentence))
 
 
+# Words that shape a question rather than name what it is about ("how many", "what kind", "which day").
+_QUESTION_FORM = frozenset("many much kind type sort name names date day week weekday month year happen happened "
+                           "take took place part according reportedly describe".split())
+
+
 def question_terms(question: str) -> list[str]:
     """Content words of the question; dates and years drop out unless the question asks for a date, since they
     name the event rather than what is asked about it."""
-    words = content_words(question)
+    words = [w for w in content_words(question) if w not in _QUESTION_FORM]
     if answer_type(question) == "date":
         return words
     return [w for w in words if not _TIME_WORD.match(w)] or words

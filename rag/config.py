@@ -44,7 +44,7 @@ class AnswerSettings(BaseModel):
     timeout_s: float = 30.0
     max_retries: int = 2
     # Below this relevance the extractive backend says the sources do not answer (calibrated on evals/gold).
-    min_relevance: float = 0.45
+    min_relevance: float = 0.5
 
 
 class Settings(BaseSettings):
