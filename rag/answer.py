@@ -18,7 +18,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.chunk import count_tokens, sentence_spans
-from rag.cite import attach_marker, content_words, overlap, strip_foreign_links, verify
+from rag.cite import attach_marker, content_words, strip_foreign_links, verify
 from rag.config import AnswerSettings
 from rag.embed import Embedder
 from rag.prompts import load_prompt
@@ -30,7 +30,8 @@ CANNOT_ANSWER = "Not in the sources: the ingested articles do not answer this qu
 
 def pack(passages: Sequence[Passage], budget_tokens: int) -> list[Passage]:
     """Passages in rank order while they fit the token budget (the first one always goes in)."""
-    packed, used = [], 0
+    packed: list[Passage] = []
+    used = 0
     for p in passages:
         cost = count_tokens(p.text) + 20  # + the fence around it
         if packed and used + cost > budget_tokens:
@@ -158,7 +159,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         return []
     vectors = _embed_cached(embedder, [t[3] for t in ranked])
     out = []
-    for (_, lexical, n, text, extra), v in zip(ranked, vectors):
+    for (_, lexical, n, text, extra), v in zip(ranked, vectors, strict=False):
         typed = 0.05 if kind and has_answer_of_type(kind, text, question) else (-0.1 if kind else 0.0)
         score = W_DENSE * float(v @ q_vec) + (1 - W_DENSE) * lexical + W_TYPE * typed + W_EXTRA * extra + 0.01 / n
         out.append(Candidate(n, text, score, v))
@@ -174,7 +175,7 @@ def _embed_cached(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
     if missing:
         if len(_SENTENCE_VECTORS) > 50_000:
             _SENTENCE_VECTORS.clear()
-        for t, v in zip(missing, embedder.embed_documents(missing)):
+        for t, v in zip(missing, embedder.embed_documents(missing), strict=False):
             _SENTENCE_VECTORS[(embedder.name, t)] = v
     return [_SENTENCE_VECTORS[(embedder.name, t)] for t in texts]
 

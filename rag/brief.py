@@ -125,6 +125,11 @@ class Briefing:
     backend: str = "extractive"
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def abstained(self) -> bool:
+        """True when no sentence of the sources speaks to the topic (the briefing then says so)."""
+        return not self.points()
+
     def points(self) -> list[Point]:
         """Every claim of the briefing in reading order."""
         out = list(self.overview)
@@ -149,6 +154,7 @@ class Briefing:
         return {
             "topic": self.topic,
             "backend": self.backend,
+            "abstained": self.abstained,
             "events": [{"heading": e.heading, "date": e.date, "docs": list(e.docs)} for e in self.events],
             "overview": [point(p) for p in self.overview],
             "sections": [{"heading": s.heading, "points": [point(p) for p in s.points]} for s in self.sections],
@@ -159,6 +165,9 @@ class Briefing:
             "audit": self.audit.to_json(),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
+
+
+NOT_IN_SOURCES = "Not in the sources: no ingested article speaks clearly to this topic."
 
 
 # -- probes: aspects for sections, disputes for disagreements -------------------------------------------------
@@ -212,7 +221,7 @@ DISPUTES: tuple[Probe, ...] = (
           (r"ukrainian[- ]backed", r"by ukraine", r"working for ukraine", r"kyiv said", r"nothing to do",
            r"on their own", r"independent", r"ukraine is providing", r"assistance", r"orchestrat",
            r"fighting (for|with) ukraine"),
-          kind="stance", pro=r"backed|providing|assistance|working for|sabotage", 
+          kind="stance", pro=r"backed|providing|assistance|working for|sabotage",
           contra=r"\bnot\b|nothing to do|on their own|independent|homegrown"),
     Probe("captured", "what was captured",
           "the fighters captured a town, took control of border villages or liberated villages",
@@ -295,8 +304,12 @@ def gather(chain: Any, topic: str, k: int | None = None) -> Material:
     k = k or default_k(chain)
     found: dict[str, Passage] = {}
     order: dict[str, float] = {}
-    for qi, query in enumerate(sub_queries(topic)):
-        for rank, p in enumerate(retriever.search(query, k=k), start=1):
+    from rag.answer import _embed_cached
+
+    queries = sub_queries(topic)
+    vectors = _embed_cached(retriever.embedder, queries)  # one batch: far cheaper than a call per query
+    for qi, (query, vector) in enumerate(zip(queries, vectors, strict=True)):
+        for rank, p in enumerate(retriever.search(query, k=k, query_vector=vector), start=1):
             prior = (3.0 if qi == 0 else 1.0) / (10 + rank)  # the plain topic query counts most
             order[p.chunk_id] = order.get(p.chunk_id, 0.0) + prior
             found.setdefault(p.chunk_id, p)
@@ -318,7 +331,7 @@ def gather(chain: Any, topic: str, k: int | None = None) -> Material:
         for d in group_docs:
             event_of[d] = len(events)
         events.append(Event(heading, group_date, tuple(sorted(group_docs))))
-    return Material(topic, retriever.embedder.embed_query(topic), passages, events, event_of, titles, dates)
+    return Material(topic, np.asarray(vectors[0], dtype=np.float32), passages, events, event_of, titles, dates)
 
 
 def _store_documents(retriever: Any) -> dict[str, dict[str, Any]]:
@@ -332,10 +345,10 @@ def _store_documents(retriever: Any) -> dict[str, dict[str, Any]]:
 def _doc_texts(retriever: Any, docs: Sequence[str], passages: Sequence[Passage]) -> dict[str, str]:
     """Each document's text rebuilt from its stored chunks (falls back to the retrieved passages)."""
     pieces: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-    store = getattr(retriever, "store", None)
+    store: Any = getattr(retriever, "store", None)
     try:
         got = store.chunks_collection().get(where={"doc": {"$in": list(docs)}}, include=["documents", "metadatas"])
-        for text, meta in zip(got["documents"], got["metadatas"]):
+        for text, meta in zip(got["documents"], got["metadatas"], strict=True):
             pieces[meta["doc"]].append((int(meta["start"]), int(meta["end"]), text))
     except Exception:  # noqa: BLE001  no store (a fake retriever): the passages are all we know
         pieces.clear()
@@ -436,8 +449,9 @@ def group_events(docs: Sequence[str], dates: dict[str, str | None], texts: dict[
     groups: dict[int | None, list[str]] = defaultdict(list)
     for d in docs:
         groups[label[find(d)]].append(d)
-    out = [(sorted(groups[c]), first_day[c].isoformat()) for c in sorted(first_day, key=lambda c: first_day[c])
-           if groups.get(c)]
+    out: list[tuple[list[str], str | None]] = [
+        (sorted(groups[c]), first_day[c].isoformat()) for c in sorted(first_day, key=lambda c: first_day[c])
+        if groups.get(c)]
     if groups.get(None):
         out.append((sorted(groups[None]), None))
     return out
@@ -452,7 +466,7 @@ def event_heading(day: str | None, texts: Sequence[str], topic: str) -> str:
     places: Counter[str] = Counter()
     docs_naming: Counter[str] = Counter()
     for text in texts:
-        named = []
+        named: list[str] = []
         for pattern in _PLACE_PATTERNS:
             for m in pattern.finditer(text):
                 named.extend(g for g in m.groups() if g)
@@ -469,7 +483,7 @@ def event_noun(topic: str, texts: Sequence[str] = ()) -> str:
         for noun in _EVENT_NOUNS:
             if w in (noun, noun + "s", noun + "es"):
                 return noun
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for text in texts:
         low = text.lower()
         for noun in _EVENT_NOUNS:
@@ -494,7 +508,13 @@ def _is_claim_sentence(sentence: str) -> bool:
     return capitalised / len(words) < 0.6
 
 
-def candidates(material: Material, embedder: Any) -> list[Candidate]:
+MIN_DOC_RELEVANCE = 0.35  # seed corpus: on-topic documents score 0.5-0.8, unrelated topics below 0.3
+
+
+def candidates(material: Material, embedder: Any, min_doc_relevance: float = MIN_DOC_RELEVANCE) -> list[Candidate]:
+    """The claim sentences of the retrieved passages (deduplicated by document span), embedded and scored:
+    relevance to the topic (cosine + shared words), centrality within their event, a penalty for sentences that
+    lean on the one before ("This ...", "They ..."). Documents with no clearly relevant sentence are left out."""
     from rag.answer import _embed_cached
 
     seen: dict[tuple[str, int, int], Candidate] = {}
@@ -509,7 +529,7 @@ def candidates(material: Material, embedder: Any) -> list[Candidate]:
     if not pool:
         return []
     vectors = _embed_cached(embedder, [c.text for c in pool])
-    for c, v in zip(pool, vectors):
+    for c, v in zip(pool, vectors, strict=True):
         c.vector = np.asarray(v, dtype=np.float32)
         c.relevance = 0.7 * float(c.vector @ material.topic_vector) + 0.3 * overlap(material.topic, c.text)
     by_event: dict[int, list[Candidate]] = defaultdict(list)
@@ -523,13 +543,18 @@ def candidates(material: Material, embedder: Any) -> list[Candidate]:
             c.centrality = float(others.mean()) if len(others) else 0.0
     for c in pool:
         c.score = 0.6 * c.relevance + 0.4 * c.centrality - (0.06 if _DANGLING.match(c.text) else 0.0)
-    return pool
+    # A document speaks to the topic when at least one of its sentences clearly does; the others stay out.
+    best: dict[str, float] = defaultdict(float)
+    for c in pool:
+        best[c.doc] = max(best[c.doc], c.relevance)
+    return [c for c in pool if best[c.doc] >= min_doc_relevance]
 
 
 def _probe_vectors(embedder: Any, probes: Sequence[Probe]) -> dict[str, np.ndarray]:
     from rag.answer import _embed_cached
 
-    return dict(zip((p.key for p in probes), _embed_cached(embedder, [p.query for p in probes])))
+    return dict(zip((p.key for p in probes), _embed_cached(embedder, [p.query for p in probes]),
+                    strict=True))
 
 
 def hits(probe: Probe, text: str) -> int:
@@ -623,6 +648,11 @@ def _overview_score(c: Candidate) -> float:
     return c.score + 0.05 * bool(_WHEN.search(c.text)) + 0.05 * bool(_WHERE.search(c.text))
 
 
+def _point_rank(c: Candidate) -> float:
+    """Within an aspect: relevant to the topic, on the aspect, central to the event."""
+    return 0.6 * c.relevance + 0.7 * c.aspect_score + 0.2 * c.centrality - (0.06 if _DANGLING.match(c.text) else 0)
+
+
 def _doc_day(material: Material, doc: str) -> str:
     return material.dates.get(doc) or "9999"
 
@@ -661,19 +691,22 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
             if not _redundant(c, chosen):
                 chosen.append(c)
                 draft.overview.append(claim(c))
-    # Disagreements: claims side by side (sentences may also serve as points elsewhere, with the same number).
+    # Disagreements: claims side by side. Sections leave these sentences to them (the overview may repeat one,
+    # with the same number).
     disputes = find_disagreements(material, pool, embedder)
     disputed = {c.key for _, _, claims in disputes for c in claims}
     # Sections: one per event, points grouped by aspect.
     top = max(c.score for c in pool)
+    top_relevance = max(c.relevance for c in pool)
     aspect_order = [a.key for a in ASPECTS] + ["other"]
     aspect_label = {a.key: a.label for a in ASPECTS} | {"other": "Other points"}
     for ei, event in enumerate(material.events):
-        in_event = [c for c in pool if material.event_of.get(c.doc, 0) == ei and c.score >= top - 0.4]
+        in_event = [c for c in pool if material.event_of.get(c.doc, 0) == ei and c.score >= top - 0.4
+                    and c.relevance >= 0.25 * top_relevance]
         points: list[Candidate] = []
         for aspect in aspect_order:
             ranked = sorted((c for c in in_event if c.aspect == aspect),
-                            key=lambda c: (-(c.score + c.aspect_score), c.doc, c.start))
+                            key=lambda c: (-_point_rank(c), c.doc, c.start))
             picked: list[Candidate] = []
             for c in ranked:
                 if len(picked) >= _PER_ASPECT.get(aspect, per_aspect) or len(points) + len(picked) >= per_event:
@@ -768,15 +801,15 @@ def finalize(topic: str, draft: Draft, material: Material | None, backend: str, 
 
     overview = [p for text, ps, doc in draft.overview for p in points(text, ps, doc)]
     sections = []
-    for heading, claims in draft.sections:
-        pts = [p for text, ps, doc, aspect in claims for p in points(text, ps, doc, aspect)]
+    for heading, section_claims in draft.sections:
+        pts = [p for text, ps, doc, aspect in section_claims for p in points(text, ps, doc, aspect)]
         if pts:
             sections.append(Section(heading, tuple(pts)))
     disagreements = []
     for label, event, claims in draft.disagreements:
-        pts = [p for text, ps, doc in claims for p in points(text, ps, doc)]
-        if len({p.doc for p in pts if p.cites}) >= 2:  # side by side needs two checked sides
-            disagreements.append(Disagreement(label, event, tuple(pts)))
+        sides = [p for text, ps, doc in claims for p in points(text, ps, doc)]
+        if len({p.doc for p in sides if p.cites}) >= 2:  # side by side needs two checked sides
+            disagreements.append(Disagreement(label, event, tuple(sides)))
     # A disagreement that fell apart in the audit may have left numbers behind: renumber to what is shown.
     briefing_points = overview + [p for s in sections for p in s.points] + [p for d in disagreements for p in d.claims]
     used = list(dict.fromkeys(n for p in briefing_points for n in p.cites))
@@ -821,16 +854,20 @@ class MapInput:
     passages: tuple[Passage, ...]
 
 
-def map_plan(material: Material, budget_tokens: int = 2500, max_docs: int = 12) -> list[MapInput]:
-    """One map call per document (most relevant documents first), over that document's retrieved passages in
-    reading order, within the token budget."""
+def map_plan(material: Material, docs: Iterable[str] | None = None, budget_tokens: int = 2500,
+             max_docs: int = 12) -> list[MapInput]:
+    """One map call per document (most relevant documents first, only `docs` when given), over that document's
+    retrieved passages in reading order, within the token budget."""
+    allowed = set(docs) if docs is not None else None
     by_doc: dict[str, list[Passage]] = defaultdict(list)
     for p in material.passages:
         by_doc[p.doc].append(p)
-    order = list(dict.fromkeys(p.doc for p in material.passages))[:max_docs]
+    order = [d for d in dict.fromkeys(p.doc for p in material.passages) if allowed is None or d in allowed]
+    order = order[:max_docs]
     plan = []
     for doc in order:
-        kept, used = [], 0
+        kept: list[Passage] = []
+        used = 0
         for p in by_doc[doc]:  # best first, then put back in reading order
             cost = count_tokens(p.text) + 20
             if kept and used + cost > budget_tokens:
@@ -890,7 +927,8 @@ def llm_draft(chain: Any, material: Material) -> Draft:
     points: list[tuple[Citation, ...]] = []  # per checked map point: its citations
     texts: list[str] = []
     docs_of_point: list[str] = []
-    for item in map_plan(material):
+    relevant = {c.doc for c in candidates(material, chain.retriever.embedder)}
+    for item in map_plan(material, relevant):
         reply = _call_model(chain, _messages(
             "brief_map", topic=material.topic, title=item.title, doc=item.doc, date=item.date or "not stated",
             event=item.event or "not determined", passages=render_passages(item.passages)))
@@ -911,7 +949,7 @@ def llm_draft(chain: Any, material: Material) -> Draft:
     quotes: list[Citation] = []
     index: dict[tuple[str, int, int], int] = {}
     lines_by_event: dict[str, list[str]] = defaultdict(list)
-    for sentence, citations, doc in zip(texts, points, docs_of_point):
+    for sentence, citations, doc in zip(texts, points, docs_of_point, strict=True):
         numbers = []
         for c in citations:
             key = (c.doc, c.start, c.end)
@@ -1012,9 +1050,10 @@ def make_briefing(chain: Any, topic: str, k: int | None = None, unsupported: str
 
 def _meta_line(b: Briefing) -> str:
     docs = len({c.doc for c in b.sources})
-    events = [e.heading for e in b.events if e.heading]
+    shown = {s.heading for s in b.sections} | {d.event for d in b.disagreements}
+    events = [e.heading for e in b.events if e.heading and e.heading in shown]
     parts = [f"{docs} source document{'s' if docs != 1 else ''}", f"{len(b.sources)} cited passages"]
-    if events:
+    if len(events) > 1:
         parts.append(f"{len(events)} events kept apart")
     parts.append(f"{b.backend} backend")
     parts.append(b.audit.summary)
@@ -1033,6 +1072,8 @@ def _grouped(points: Sequence[Point]) -> list[tuple[str, list[Point]]]:
 
 def render_markdown(b: Briefing) -> str:
     lines = [f"# Briefing: {b.topic}", "", f"_{_meta_line(b)}_", ""]
+    if b.abstained:
+        lines += [f"_{NOT_IN_SOURCES}_", ""]
     if b.overview:
         lines += ["## Overview", "", " ".join(p.markdown for p in b.overview), ""]
     for section in b.sections:
@@ -1062,7 +1103,8 @@ def _audit_text(a: Audit) -> str:
             f"{a.dropped} dropped")
     text += f", {a.flagged} flagged." if a.flagged else "."
     if a.invented_markers:
-        text += f" Markers naming no source were removed: {', '.join(a.invented_markers)}."
+        named = ", ".join(m.strip("[]") for m in a.invented_markers)
+        text += f" Removed {len(a.invented_markers)} citation marker(s) naming no source shown (numbers {named})."
     if a.draft_dropped:
         text += f" {a.draft_dropped} draft points failed verification before the merge."
     text += " Headings and lead-ins are structure, not claims, and are not audited."
@@ -1089,13 +1131,14 @@ ul { padding-left: 22px; margin: 6px 0; } li { margin: 4px 0; }
 .lead { font-weight: 600; margin: 16px 0 4px; }
 .disagree ul { border-left: 3px solid #d9822b; padding-left: 24px; }
 .disagree h3 { text-transform: none; letter-spacing: 0; color: var(--ink); font-size: 16px; margin-top: 22px; }
-a.cite { position: relative; color: var(--accent); text-decoration: none; font: 600 12px/1 system-ui, sans-serif;
+a.cite { color: var(--accent); text-decoration: none; font: 600 12px/1 system-ui, sans-serif;
          vertical-align: super; padding: 0 1px; }
 a.cite:hover, a.cite:focus { text-decoration: underline; outline: none; }
-a.cite .pop { display: none; position: absolute; left: 0; top: 1.6em; z-index: 10; width: 380px; padding: 10px 12px;
-              background: #fffdf5; color: var(--ink); border: 1px solid #e2d7a8; border-radius: 6px;
-              box-shadow: 0 6px 18px rgba(0,0,0,.15); font: italic 14px/1.45 Georgia, serif; white-space: normal;
-              vertical-align: baseline; }
+main li, main p { position: relative; }
+a.cite .pop { display: none; position: absolute; left: 0; right: 0; margin-top: 1.3em; z-index: 10;
+              padding: 10px 12px; background: #fffdf5; color: var(--ink); border: 1px solid #e2d7a8;
+              border-radius: 6px; box-shadow: 0 6px 18px rgba(0,0,0,.15); font: italic 14px/1.45 Georgia, serif;
+              white-space: normal; vertical-align: baseline; }
 a.cite .pop small { display: block; margin-top: 6px; font: normal 12px/1.3 system-ui, sans-serif;
                     color: var(--muted); }
 a.cite:hover .pop, a.cite:focus .pop { display: block; }
@@ -1133,6 +1176,8 @@ def render_html(b: Briefing) -> str:
         return esc(before.rstrip()) + "".join(cite(n) for n in p.cites) + esc(after)
 
     parts = [f"<h1>Briefing: {esc(b.topic)}</h1>", f'<p class="meta">{esc(_meta_line(b))}</p>']
+    if b.abstained:
+        parts.append(f"<p><em>{esc(NOT_IN_SOURCES)}</em></p>")
     if b.overview:
         parts.append('<section class="overview"><h2>Overview</h2><p>'
                      + " ".join(point(p) for p in b.overview) + "</p></section>")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -37,7 +37,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.callback()
 def main_options(
-    home: Annotated[Optional[Path], typer.Option("--home", help="store folder (env RAG_HOME, default ./.rag)",
+    home: Annotated[Path | None, typer.Option("--home", help="store folder (env RAG_HOME, default ./.rag)",
                                                  show_default=False)] = None,
 ) -> None:
     State.home = home
@@ -46,7 +46,8 @@ def main_options(
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="folders or files (.txt .md .html .pdf)", show_default=False)],
-    keep_removed: Annotated[bool, typer.Option("--keep-removed", help="keep documents whose files were deleted")] = False,
+    keep_removed: Annotated[bool, typer.Option("--keep-removed",
+                                               help="keep documents whose files were deleted")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
 ) -> None:
     """Load, chunk, embed and store articles. Unchanged files are skipped, changed ones replaced, removed pruned."""
@@ -101,10 +102,10 @@ BACKEND_HELP = "extractive (offline, default) or openai (OPENAI_API_KEY / OPENAI
 def ask(
     question: Annotated[str, typer.Argument(help="the question", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (answer, citations, timings)")] = False,
-    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
-    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages to retrieve (default 6)",
+    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 6)",
                                              show_default=False)] = None,
-    doc: Annotated[Optional[list[str]], typer.Option("--doc", help="only these documents (id or glob); repeatable",
+    doc: Annotated[list[str] | None, typer.Option("--doc", help="only these documents (id or glob); repeatable",
                                                      show_default=False)] = None,
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
 ) -> None:
@@ -141,8 +142,8 @@ def ask(
 
 @app.command()
 def repl(
-    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
-    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages to retrieve (default 6)",
+    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 6)",
                                              show_default=False)] = None,
 ) -> None:
     """Ask questions interactively: cited answers, follow-up questions, :help for commands, Ctrl-D to leave."""
@@ -165,11 +166,11 @@ def repl(
 @app.command()
 def brief(
     topic: Annotated[str, typer.Argument(help="what the briefing is about", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write to FILE.md (Markdown) or FILE.html "
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="write to FILE.md (Markdown) or FILE.html "
                                                    "(one self-contained page)", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the briefing as one JSON object")] = False,
-    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
-    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages per retrieval sub-query (default 24)",
+    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="passages per retrieval sub-query (default 24)",
                                              show_default=False)] = None,
     flag_unsupported: Annotated[bool, typer.Option("--flag-unsupported", help="keep sentences that fail the "
                                                    "support audit, flagged, instead of dropping them")] = False,
@@ -216,20 +217,20 @@ def eval_(
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="accept these metrics as the baseline")
                                ] = False,
     baseline: Annotated[Path, typer.Option(help="accepted metrics per backend")] = Path("evals/baseline.json"),
-    tolerance: Annotated[Optional[float], typer.Option(help="allowed drop before --check fails (default: from the "
+    tolerance: Annotated[float | None, typer.Option(help="allowed drop before --check fails (default: from the "
                                                              "baseline file, else 0.02)", show_default=False)] = None,
-    backend: Annotated[Optional[str], typer.Option(help=BACKEND_HELP, show_default=False)] = None,
-    k: Annotated[Optional[int], typer.Option("--k", min=1, help="passages per question", show_default=False)] = None,
+    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="passages per question", show_default=False)] = None,
     repeat: Annotated[int, typer.Option(min=1, help="run N times; report mean and spread")] = 1,
-    record: Annotated[Optional[Path], typer.Option(help="record model replies to this file", show_default=False)
+    record: Annotated[Path | None, typer.Option(help="record model replies to this file", show_default=False)
                       ] = None,
-    replay: Annotated[Optional[Path], typer.Option(help="answer from replies recorded with --record",
+    replay: Annotated[Path | None, typer.Option(help="answer from replies recorded with --record",
                                                    show_default=False)] = None,
-    junit_xml: Annotated[Optional[Path], typer.Option("--junit-xml", help="write a JUnit XML report",
+    junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="write a JUnit XML report",
                                                       show_default=False)] = None,
 ) -> None:
     """Score the answer chain against a gold set: evidence recall, citation precision, STR-EM, abstention..."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID
 
     from rag import evals
     from rag.llm import ModelError, ResponseCache, describe_failure
@@ -253,7 +254,10 @@ def eval_(
                       transient=True) as bar:
             for run in range(repeat):
                 task = bar.add_task(f"eval run {run + 1}/{repeat}", total=len(items))
-                reports.append(evals.evaluate(chain, items, lambda done, _: bar.update(task, completed=done)))
+                def advance(done: int, _: int, task: TaskID = task) -> None:
+                    bar.update(task, completed=done)
+
+                reports.append(evals.evaluate(chain, items, advance))
     except ModelError as e:
         raise fail(str(e)) from None
     except Exception as e:  # noqa: BLE001

@@ -203,7 +203,7 @@ class ItemResult:
             if not self.evidence_hit:
                 reasons.append("no citation overlaps the gold evidence")
         if not self.retrieval_hit:
-            reasons.append(f"evidence not retrieved")
+            reasons.append("evidence not retrieved")
         return ", ".join(reasons)
 
     def to_json(self) -> dict[str, Any]:

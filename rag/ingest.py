@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +85,8 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> Document:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise BadFile(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit (RAG_INGEST__MAX_FILE_MB)")
+            raise BadFile(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit "
+                          "(RAG_INGEST__MAX_FILE_MB)")
         raw = path.read_bytes()
     except OSError as e:
         raise BadFile(f"cannot read: {e.strerror or e}") from e
@@ -135,13 +135,13 @@ _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 
 def _html_text(html: str) -> tuple[str, str]:
     """Visible text only: scripts, styles, comments and hidden elements never reach the store."""
-    from bs4 import BeautifulSoup, Comment
+    from bs4 import BeautifulSoup, Comment, NavigableString
 
     soup = BeautifulSoup(html, "lxml")
     for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
         if tag.name == "head":
-            title = tag.find("title")
-            tag.replace_with(title) if title else tag.decompose()
+            kept_title = tag.find("title")
+            tag.replace_with(kept_title) if kept_title else tag.decompose()
         else:
             tag.decompose()
     for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
@@ -152,8 +152,16 @@ def _html_text(html: str) -> tuple[str, str]:
             tag.decompose()
     title_tag = soup.find("title") or soup.find("h1")
     title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
-    if soup.find("title"):
-        soup.find("title").decompose()  # type: ignore[union-attr]
+    head_title = soup.find("title")
+    if head_title:
+        head_title.decompose()
+    # As a browser does: whitespace (line breaks of the source included) inside a text run is one space, except
+    # in <pre>; only block elements below make line breaks, so a wrapped source line never splits a sentence.
+    for node in list(soup.descendants):
+        if type(node) is NavigableString and not any(p.name in ("pre", "textarea") for p in node.parents):
+            collapsed = re.sub(r"\s+", " ", node)
+            if collapsed != node:
+                node.replace_with(collapsed)
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n\n")
         tag.insert_after("\n\n")
@@ -187,12 +195,16 @@ def _pdf_text(raw: bytes) -> str:
         raise BadFile(f"unreadable PDF: {e}") from e
 
 
+_MD_HEADING = re.compile(r"#{1,6}\s+(.*?)(?:\s+#+)?\s*$")  # ATX heading, optional closing hashes
+
+
 def guess_title(text: str, markdown: bool = False) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if markdown:
         for line in lines:
-            if line.startswith("#"):
-                return line.lstrip("#").strip()
+            heading = _MD_HEADING.match(line)
+            if heading:
+                return heading.group(1)
     first = lines[0] if lines else ""
     if len(first) <= 120:
         return first
@@ -204,7 +216,7 @@ _MONTHS = {m: i for i, m in enumerate(
      "november", "december"], start=1)}
 _MONTH = r"(January|February|March|April|May|June|July|August|September|October|November|December)"
 _DATE_PATTERNS = [
-    (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), ("y", "m", "d")),
+    (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?!\d)"), ("y", "m", "d")),  # also 2024-03-12T10:00Z
     (re.compile(_MONTH + r"\s+(\d{1,2}),?\s+(\d{4})\b"), ("M", "d", "y")),
     (re.compile(r"\b(\d{1,2})\s+" + _MONTH + r",?\s+(\d{4}|\d{2})\b"), ("d", "M", "y")),
 ]
@@ -215,16 +227,17 @@ _YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
 def find_date(text: str) -> str | None:
     """The first date the text states, as YYYY-MM-DD; a bare 'March 12' takes the year the text names."""
     for pattern, order in _DATE_PATTERNS:
-        m = pattern.search(text)
-        if m:
-            parts = dict(zip(order, m.groups()))
+        for m in pattern.finditer(text):  # an impossible match (e.g. 2024-13-45) does not hide a real date
+            parts = dict(zip(order, m.groups(), strict=False))
             year = int(parts["y"])
             year += 2000 if year < 100 else 0
             month = int(parts["m"]) if "m" in parts else _MONTHS[parts["M"].lower()]
-            return _iso(year, month, int(parts["d"]))
-    m, y = _MONTH_DAY.search(text), _YEAR.search(text)
-    if m and y:
-        return _iso(int(y.group(1)), _MONTHS[m.group(1).lower()], int(m.group(2)))
+            iso = _iso(year, month, int(parts["d"]))
+            if iso:
+                return iso
+    month_day, y = _MONTH_DAY.search(text), _YEAR.search(text)
+    if month_day and y:
+        return _iso(int(y.group(1)), _MONTHS[month_day.group(1).lower()], int(month_day.group(2)))
     return None
 
 

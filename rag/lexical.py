@@ -71,4 +71,4 @@ class LexicalIndex:
                     mask[self.position[chunk_id]] = 1.0
         k = min(k, len(self.ids))
         docs, scores = self.model.retrieve([terms], k=k, show_progress=False, weight_mask=mask, n_threads=0)
-        return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0]) if s > 0]
+        return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=False) if s > 0]

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from rag.config import AnswerSettings
 
 
@@ -27,7 +29,7 @@ def openai_chat_model(settings: AnswerSettings, streaming: bool = True) -> Any:
     return ChatOpenAI(
         model=os.environ.get("RAG_ANSWER__OPENAI_MODEL", settings.openai_model),
         base_url=base_url,
-        api_key=api_key or "not-needed",  # local OpenAI-compatible servers accept any key
+        api_key=SecretStr(api_key or "not-needed"),  # local OpenAI-compatible servers accept any key
         timeout=settings.timeout_s,
         max_retries=settings.max_retries,
         temperature=0.0,

@@ -78,17 +78,23 @@ def highlight(passage: Passage, citations: Iterable[Citation], focus: int | None
 _MARKERS = re.compile(r"\s*\[\d+\]")
 
 
-def clean_condensed(reply: str, question: str) -> str:
-    """The standalone question from a model reply; the user's own question when the reply is not usable."""
-    for line in reply.strip().splitlines():
-        line = line.strip().strip("`").strip()
-        line = re.sub(r"^(standalone question|question|rewritten question)\s*:\s*", "", line, flags=re.I)
-        line = line.strip().strip('"“”\'').strip()
-        if line:
-            if len(line) > max(300, 4 * len(question)):
-                return question  # the model answered or rambled instead of rewriting
-            return line
-    return question
+def clean_condensed(reply: str, question: str, previous: str | None = None) -> str:
+    """The standalone question from a model reply. A reply that is unusable (empty, rambling, or dropping the
+    follow-up's own words, as weak models do when they answer or copy the prompt's example) falls back to the
+    follow-up with the previous question in front, so retrieval still sees what the conversation is about."""
+    from rag.cite import content_words
+
+    fallback = f"{previous} {question}" if previous else question
+    line = next((ln.strip() for ln in reply.strip().splitlines() if ln.strip()), "")
+    line = re.sub(r"^(standalone question|rewritten question|question)\s*:\s*", "", line.strip("`* "), flags=re.I)
+    line = line.strip().strip('"“”\'`').strip()
+    if not line or len(line) > max(300, 4 * len(question)):
+        return fallback
+    wanted = {w[:6] for w in content_words(question)}
+    kept = wanted & {w[:6] for w in content_words(line)}
+    if wanted and len(kept) < len(wanted) / 2:
+        return fallback
+    return line
 
 
 def describe_error(e: BaseException) -> str:
@@ -272,7 +278,7 @@ class Repl:
         history = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in self.history[-HISTORY_TURNS:])
         system, user = load_prompt("condense").render(history=history, question=question)
         reply = (self.chain.model | StrOutputParser()).invoke([SystemMessage(system), HumanMessage(user)])
-        return clean_condensed(str(reply), question)
+        return clean_condensed(str(reply), question, self.history[-1][0] if self.history else None)
 
     # -- commands -------------------------------------------------------------------------------------
     def _need_answer(self) -> Answer:

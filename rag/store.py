@@ -73,7 +73,16 @@ class Store:
                 raise StoreError(f"cannot reach the Chroma server at {self.url}: {e}") from e
         else:
             self.home.mkdir(parents=True, exist_ok=True)
-            self.client = chromadb.PersistentClient(path=str(self.home / "chroma"), settings=chroma_settings)
+            # Chroma creates its tables when a folder is first opened, and two processes doing that at once crash
+            # ("table collections already exists", "database is locked"): open embedded clients one at a time.
+            try:
+                with FileLock(str(self.home / "open.lock"), timeout=30):
+                    self.client = chromadb.PersistentClient(path=str(self.home / "chroma"), settings=chroma_settings)
+            except Timeout:
+                raise StoreBusy(f"store is busy: another process is opening {self.home} "
+                                f"(lock {self.home / 'open.lock'}); try again in a moment") from None
+            except Exception as e:  # noqa: BLE001  chromadb's rust bindings raise InternalError and others
+                raise StoreError(f"cannot open the store in {self.home / 'chroma'}: {e}") from e
         self._chunks: Any = None
         self._docs: Any = None
 
@@ -118,7 +127,7 @@ class Store:
     def documents(self) -> dict[str, dict[str, Any]]:
         """doc id -> record (hash, title, source, date, root, chunking)."""
         got = self.docs_collection().get(include=["metadatas"])
-        return dict(zip(got["ids"], got["metadatas"] or []))
+        return dict(zip(got["ids"], got["metadatas"] or [], strict=False))
 
     # -- reads ---------------------------------------------------------------------------------------
     def all_chunks(self, page: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -130,14 +139,15 @@ class Store:
             got = collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
             if not got["ids"]:
                 return
-            yield from zip(got["ids"], got["documents"], got["metadatas"])
+            yield from zip(got["ids"], got["documents"], got["metadatas"], strict=False)
             offset += len(got["ids"])
 
     def passages(self, ids: Sequence[str]) -> dict[str, Passage]:
         if not ids:
             return {}
         got = self.chunks_collection().get(ids=list(ids), include=["documents", "metadatas"])
-        return {i: passage_from(i, t, m) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        rows = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        return {i: passage_from(i, t, m) for i, t, m in rows}
 
     def dense_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         collection = self.chunks_collection()
@@ -146,11 +156,11 @@ class Store:
             return []
         got = collection.query(query_embeddings=[vector.tolist()], n_results=min(k, n), where=where,
                                include=["distances"])
-        return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0])]
+        return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0], strict=False)]
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         got = self.chunks_collection().get(ids=list(ids), include=["embeddings"])
-        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(got["ids"], got["embeddings"])}
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(got["ids"], got["embeddings"], strict=False)}
 
     # -- lexical index kept beside the store ---------------------------------------------------------
     @property
@@ -232,8 +242,10 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             old_ids = set(chunks_col.get(where={"doc": doc.id}, include=[])["ids"]) if record else set()
             plans.append((doc, chunk_text(doc.id, doc.text, settings.chunk.size, settings.chunk.overlap), old_ids))
 
-        # Embed every new chunk of every changed document in large batches (the embedder's fast path).
+        # Embed every new chunk of every changed document in large batches (the embedder's fast path), sorted by
+        # length so that each batch pads its texts to about the same length, as one big encode call would.
         fresh = [(doc, c) for doc, chunks, old in plans for c in chunks if c.id not in old]
+        fresh.sort(key=lambda dc: len(dc[1].text))
         step = max(1, min(max_batch, 256))
         for part in _batches(len(fresh), step):
             batch = fresh[part]
@@ -245,6 +257,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             if progress:
                 progress(report.embedded, len(fresh))
 
+        records: list[tuple[str, dict[str, Any]]] = []
         for doc, chunks, old_ids in plans:
             kept = [c for c in chunks if c.id in old_ids]  # same text, maybe moved: refresh offsets only
             for part in _batches(len(kept), max_batch):
@@ -257,7 +270,10 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
                     "root": _root_of(doc), "chunks": len(chunks)}
             if doc.date:
                 meta["date"] = doc.date
-            docs_col.upsert(ids=[doc.id], embeddings=[[0.0]], metadatas=[meta])
+            records.append((doc.id, meta))
+        for part in _batches(len(records), max_batch):  # one write per batch, not per document
+            docs_col.upsert(ids=[i for i, _ in records[part]], embeddings=[[0.0]] * len(records[part]),
+                            metadatas=[m for _, m in records[part]])
 
         if prune:
             scanned = {d.id for d in scan.documents}

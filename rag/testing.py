@@ -40,7 +40,7 @@ class FakeEmbedder:
 
     def _vector(self, text: str) -> np.ndarray:
         words = _WORD.findall(text.lower())
-        features = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+        features = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
         v = np.zeros(self.dim, dtype=np.float32)
         for f in features:
             digest = hashlib.blake2b(f.encode(), digest_size=8).digest()

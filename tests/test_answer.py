@@ -74,7 +74,8 @@ def test_fake_model_answer_is_verified_and_renumbered(passages: list[Passage], s
     assert answer.text == ("Russia spent about 10 billion rubles on Belgorod defenses [1]. "
                            "The ministry shot down 26 drones over seven regions [2].")
     assert [c.doc for c in answer.citations] == ["002.txt", "004.txt"]
-    assert answer.citations[1].quote == "The Russian Defense Ministry announced it shot down 26 drones over seven regions."
+    assert answer.citations[1].quote == ("The Russian Defense Ministry announced it shot down 26 drones over seven "
+                                         "regions.")
     assert_citations_verify(answer, sources)
     assert answer.passages == tuple(passages)
 
@@ -227,7 +228,7 @@ def test_pack_everything_fits_and_empty() -> None:
     assert pack([], 100) == []
 
 
-def test_chain_packs_to_context_tokens(passages: list[Passage]) -> None:
+def test_chain_packs_to_context_tokens() -> None:
     long = [make_passage(i, 120) for i in range(6)]
     model = fake_chat(CANNOT_ANSWER)
     budget = 2 * (count_tokens(long[0].text) + 20) + 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,13 @@ from rag.types import Chunk
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEWER = settings(PROPS, max_examples=30)
 
 # -- strategies: articles made of paragraphs of sentences ------------------------------------------------------
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-UNICODE = "éèüößñçøåæœłžščęąı" + "абвгдеёжзийклмнопрстуфхцчшщыэюя" + "αβγδεζηθλμπσω" + "中文字日本語한국어" + "😀🚀🇺🇦👍🏽" + "—–…«»"
+UNICODE = ("éèüößñçøåæœłžščęąı" + "абвгдеёжзийклмнопрстуфхцчшщыэюя" + "αβγδεζηθλμπσω" + "中文字日本語한국어"
+           + "😀🚀🇺🇦👍🏽" + "—–…«»")
 
 word = st.one_of(
     st.text(alphabet=LETTERS, min_size=1, max_size=10),
@@ -36,15 +39,15 @@ def sentence(draw: st.DrawFn) -> str:
 
 
 # A long sentence without punctuation: longer than small chunk sizes, so it must be cut at token boundaries.
-long_sentence = st.lists(word, min_size=60, max_size=160).map(" ".join)
+long_sentence = st.lists(word, min_size=40, max_size=100).map(" ".join)
 # A single very long "word" (a URL, a hash, CJK without spaces): the cut must fall inside it.
-long_word = st.text(alphabet=LETTERS + "中文字日本語/-_", min_size=150, max_size=500)
+long_word = st.text(alphabet=LETTERS + "中文字日本語/-_", min_size=100, max_size=300)
 
 
 @st.composite
 def paragraph(draw: st.DrawFn) -> str:
     parts = draw(st.lists(st.one_of(sentence(), sentence(), sentence(), long_sentence, long_word),
-                          min_size=1, max_size=6))
+                          min_size=1, max_size=5))
     return draw(st.sampled_from([" ", " ", "  ", " \t"])).join(parts)
 
 
@@ -53,7 +56,7 @@ paragraph_sep = st.sampled_from(["\n\n", "\n\n", "\n", "\n\n\n", "\n \n", "\n\t\
 
 @st.composite
 def article(draw: st.DrawFn) -> str:
-    paras = draw(st.lists(paragraph(), min_size=1, max_size=8))
+    paras = draw(st.lists(paragraph(), min_size=1, max_size=6))
     text = paras[0]
     for p in paras[1:]:
         text += draw(paragraph_sep) + p
@@ -88,7 +91,7 @@ def check_invariants(doc: str, text: str, chunks: list[Chunk], size: int, overla
     assert not missing, f"uncovered characters at {missing[:5]}: {[text[i] for i in missing[:5]]}"
     assert bool(chunks) == bool(text.strip())
     # Consecutive chunks: both ends move forward (no chunk is inside its predecessor), overlap is bounded.
-    for prev, nxt in zip(chunks, chunks[1:]):
+    for prev, nxt in pairwise(chunks):
         assert nxt.start > prev.start and nxt.end > prev.end, (prev, nxt)
         if nxt.start < prev.end:
             shared = count_tokens(text[nxt.start:prev.end])
@@ -136,7 +139,7 @@ def test_chunks_of_arbitrary_unicode_keep_offsets_coverage_and_bounds(text: str,
     check_invariants("x.md", text, chunk_text("x.md", text, size, overlap), size, overlap)
 
 
-@PROPS
+@FEWER
 @given(text=article(), so=size_overlap())
 def test_sentence_spans_are_trimmed_ordered_and_cover_the_text(text: str, so: tuple[int, int]) -> None:
     spans = sentence_spans(text)
@@ -150,7 +153,7 @@ def test_sentence_spans_are_trimmed_ordered_and_cover_the_text(text: str, so: tu
     assert all(covered[i] for i, ch in enumerate(text) if not ch.isspace())
 
 
-@PROPS
+@FEWER
 @given(text=article(), so=size_overlap())
 def test_same_input_same_ids(text: str, so: tuple[int, int]) -> None:
     size, overlap = so
@@ -162,7 +165,7 @@ def test_same_input_same_ids(text: str, so: tuple[int, int]) -> None:
     assert not {c.id for c in other} & {c.id for c in first}
 
 
-@PROPS
+@FEWER
 @given(paras=st.lists(paragraph(), min_size=1, max_size=6), extra=paragraph(), so=size_overlap())
 def test_appending_a_paragraph_keeps_all_earlier_chunk_ids(paras: list[str], extra: str,
                                                             so: tuple[int, int]) -> None:
@@ -175,7 +178,7 @@ def test_appending_a_paragraph_keeps_all_earlier_chunk_ids(paras: list[str], ext
     assert {c.id for c in before[:-1]} <= {c.id for c in after}
 
 
-@PROPS
+@FEWER
 @given(paras=st.lists(paragraph(), min_size=2, max_size=7), new=paragraph(), data=st.data(), so=size_overlap())
 def test_changing_one_paragraph_leaves_chunks_before_it_alone(paras: list[str], new: str, data: st.DataObject,
                                                               so: tuple[int, int]) -> None:
@@ -189,12 +192,8 @@ def test_changing_one_paragraph_leaves_chunks_before_it_alone(paras: list[str], 
     after = chunk_text("a.txt", text2, size, overlap)
     check_invariants("a.txt", text2, after, size, overlap)
     # A chunk is settled once its successor ends before the edit (the packer has looked past it).
-    settled = [c for c, nxt in zip(before, before[1:]) if nxt.end <= changed_at]
-    assert after[: len(settled)] == settled
-    # Chunks after the edit: their ids depend only on their text, so an unchanged stretch that chunks the
-    # same way keeps its ids; at least the last paragraph's text survives in the new chunks.
-    if k < len(paras) - 1:
-        assert paras[-1][-20:] in "".join(c.text for c in after)
+    settled = [c for c, nxt in pairwise(before) if nxt.end <= changed_at]
+    assert after[: len(settled)] == settled  # same text, offsets and ids: a re-ingest re-embeds none of them
 
 
 # -- examples ---------------------------------------------------------------------------------------------------
@@ -256,7 +255,7 @@ def test_overlap_repeats_trailing_whole_sentences() -> None:
     chunks = chunk_text("d", text, size=40, overlap=10)
     check_invariants("d", text, chunks, 40, 10)
     assert len(chunks) > 3
-    for prev, nxt in zip(chunks, chunks[1:]):
+    for prev, nxt in pairwise(chunks):
         assert nxt.start < prev.end, "with room for a whole sentence, consecutive chunks overlap"
         assert text[nxt.start:prev.end] in sentences  # exactly one whole sentence (7 tokens) fits in 10
 
@@ -264,7 +263,7 @@ def test_overlap_repeats_trailing_whole_sentences() -> None:
 def test_zero_overlap_chunks_are_disjoint() -> None:
     text = " ".join(f"Sentence number {i} is here." for i in range(40))
     chunks = chunk_text("d", text, size=40, overlap=0)
-    assert all(nxt.start >= prev.end for prev, nxt in zip(chunks, chunks[1:]))
+    assert all(nxt.start >= prev.end for prev, nxt in pairwise(chunks))
 
 
 def test_long_sentence_is_cut_at_token_boundaries() -> None:

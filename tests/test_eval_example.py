@@ -8,9 +8,9 @@ from rag import evals
 from rag.answer import AnswerChain
 from rag.config import Settings
 from rag.embed import LocalEmbedder
+from rag.ingest import scan
 from rag.retrieve import Retriever
 from rag.store import Store, sync
-from rag.ingest import scan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -281,10 +281,14 @@ def test_highlight_styles_exactly_the_cited_span() -> None:
     assert text.plain[span.start:span.end] == quote and span.style == FOCUS_STYLE
 
 
-def test_clean_condensed_takes_the_question_and_falls_back_to_the_user_line() -> None:
-    assert clean_condensed('Standalone question: "Who denied it?"\nextra', "and who?") == "Who denied it?"
-    assert clean_condensed("   \n", "and who denied it?") == "and who denied it?"
-    assert clean_condensed("x " * 400, "and who?") == "and who?"
+def test_clean_condensed_takes_the_question_or_falls_back_to_the_conversation() -> None:
+    previous = "Who claimed the drone attack on the refinery?"
+    assert clean_condensed('Standalone question: "Who denied the attack?"\nmore', "and who denied it?",
+                           previous) == "Who denied the attack?"
+    # Empty, rambling, or not about the follow-up (a weak model copying the example): previous question + follow-up
+    for reply in ("   \n", "x " * 400, "The agency claimed it was the agency."):
+        assert clean_condensed(reply, "and who denied it?", previous) == previous + " and who denied it?"
+    assert clean_condensed("", "and who denied it?") == "and who denied it?"
 
 
 def test_empty_store_exits_2_and_says_run_rag_ingest(tmp_path: Path) -> None:
@@ -515,5 +519,7 @@ def test_real_command_in_a_terminal_ctrl_c_cancels_a_stuck_answer(home: Path, ha
         term.send("\x04")
         assert term.proc.wait(timeout=30) == 0
         assert "Traceback" not in term.seen
+        history = (home / "repl_history").read_text(encoding="utf-8")  # persistent prompt history under RAG_HOME
+        assert f"+{QUESTION}" in history and "+:backend extractive" in history
     finally:
         term.close()

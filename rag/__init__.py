@@ -1,0 +1,1 @@
+"""Cited answers, briefings and citation evals over your own articles."""
