@@ -41,7 +41,10 @@ test: install llm-server
 test-unit: install
 	$(PY) -m pytest -m "not integration and not browser"
 
+# The ingest benchmark reads Debian's python3.11-doc HTML (~70 MB of real pages).
 bench: install
+	test -d /usr/share/doc/python3.11/html || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc; }
 	$(PY) bench/ingest.py
 	$(PY) bench/query.py
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +35,21 @@ def settings() -> Settings:
 def fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     return typer.Exit(code)
+
+
+@contextmanager
+def model_errors() -> Iterator[None]:
+    """A failing model server or a bad argument becomes one line and exit 2; anything else is a bug and shows."""
+    from rag.llm import ModelError, describe_failure, is_client_error
+
+    try:
+        yield
+    except (ModelError, ValueError) as e:
+        raise fail(str(e)) from None
+    except Exception as e:  # noqa: BLE001  the client stack raises many types; each gets one line
+        if is_client_error(e):
+            raise fail(describe_failure(e)) from None
+        raise
 
 
 @app.callback()
@@ -110,7 +127,6 @@ def ask(
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
 ) -> None:
     """Answer a question from the ingested articles; every sentence cites the source passage behind it."""
-    from rag.llm import ModelError, describe_failure
     from rag.render import print_answer, print_passages
 
     if backend not in (None, "extractive", "openai"):
@@ -120,16 +136,8 @@ def ask(
     s = settings()
     chain = load_chain(s, backend)
     stream = None if as_json or chain.backend == "extractive" or not out.is_terminal else _stream_to(err)
-    try:
+    with model_errors():
         answer = chain.ask(question, k=k, docs=doc, on_token=stream)
-    except ModelError as e:
-        raise fail(str(e)) from None
-    except ValueError as e:
-        raise fail(str(e)) from None
-    except Exception as e:  # noqa: BLE001  model client errors come in many types; all get one line
-        if type(e).__module__.startswith(("openai", "httpx", "langchain")):
-            raise fail(describe_failure(e)) from None
-        raise
     if as_json:
         out.print_json(json.dumps(answer.to_json()))
         return
@@ -178,7 +186,6 @@ def brief(
     """A cited briefing on a topic across all articles: overview, sections per event, where sources disagree,
     a support audit and the sources. Markdown on stdout unless -o is given."""
     from rag.brief import make_briefing
-    from rag.llm import ModelError, describe_failure
 
     if backend not in (None, "extractive", "openai"):
         raise fail(f"unknown backend {backend!r}: {BACKEND_HELP}")
@@ -189,14 +196,8 @@ def brief(
         raise fail(f"cannot tell the format of {output}: use a .md or .html file name")
     s = settings()
     chain = load_chain(s, backend)
-    try:
+    with model_errors():
         briefing = make_briefing(chain, topic, k=k, unsupported="flag" if flag_unsupported else "drop")
-    except (ModelError, ValueError) as e:
-        raise fail(str(e)) from None
-    except Exception as e:  # noqa: BLE001  model client errors come in many types; all get one line
-        if type(e).__module__.startswith(("openai", "httpx", "langchain")):
-            raise fail(describe_failure(e)) from None
-        raise
     if output:
         try:
             output.write_text(briefing.html if suffix in (".html", ".htm") else briefing.markdown, encoding="utf-8")
@@ -233,7 +234,7 @@ def eval_(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID
 
     from rag import evals
-    from rag.llm import ModelError, ResponseCache, describe_failure
+    from rag.llm import ModelError, ResponseCache
 
     if record and replay:
         raise fail("--record and --replay exclude each other")
@@ -250,20 +251,15 @@ def eval_(
         raise fail(str(e)) from None
     reports = []
     try:
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True) as bar:
+        with model_errors(), Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                      console=err, transient=True) as bar:
             for run in range(repeat):
                 task = bar.add_task(f"eval run {run + 1}/{repeat}", total=len(items))
+
                 def advance(done: int, _: int, task: TaskID = task) -> None:
                     bar.update(task, completed=done)
 
                 reports.append(evals.evaluate(chain, items, advance))
-    except ModelError as e:
-        raise fail(str(e)) from None
-    except Exception as e:  # noqa: BLE001
-        if type(e).__module__.startswith(("openai", "httpx", "langchain")):
-            raise fail(describe_failure(e)) from None
-        raise
     finally:
         if chain.cache:
             chain.cache.save()

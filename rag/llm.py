@@ -37,6 +37,11 @@ def openai_chat_model(settings: AnswerSettings, streaming: bool = True) -> Any:
     )
 
 
+def is_client_error(e: BaseException) -> bool:
+    """A failure of the model client stack (openai, httpx, langchain): these come in many types."""
+    return type(e).__module__.startswith(("openai", "httpx", "langchain"))
+
+
 def describe_failure(e: Exception) -> str:
     import openai
 

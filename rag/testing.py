@@ -5,6 +5,8 @@
 - `FakeRetriever`: a stand-in for `rag.retrieve.Retriever` over a fixed list of passages (ranked by the fake
   embedding), enough for `rag.answer.AnswerChain`.
 - `RecordingChatModel`: LangChain's `GenericFakeChatModel` that also keeps every prompt it was sent.
+- `running_server`: start a real server process (llama.cpp, `chroma run`) on 127.0.0.1, wait until it answers,
+  always stop it.
 - `passages_from_text` / `ingest_folder` / `chroma_documents`: build passages with true offsets, sync a folder
   into a real (embedded) Chroma store with any embedder, and read back what the store holds.
 """
@@ -14,7 +16,11 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from collections.abc import Iterable, Sequence
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +148,37 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200 and response.read())
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_server(command: Sequence[str], ready_url: str, log_path: Path, wait_s: float) -> Iterator[None]:
+    """Run `command` with its output in `log_path` until `ready_url` answers 200 with a body; stop it on exit.
+    Raises RuntimeError with the log's tail when the process dies or does not answer within `wait_s`."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + wait_s
+        while not _answers(ready_url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                state = f"exited with {proc.returncode}" if proc.poll() is not None else f"no answer in {wait_s:.0f} s"
+                raise RuntimeError(f"{command[0]} did not come up ({state}):\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
 
 
 MARKER_RE = re.compile(r"\[(\d+)\]")

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +28,7 @@ from rag.answer import CANNOT_ANSWER, AnswerChain
 from rag.cli import app
 from rag.config import AnswerSettings, Settings
 from rag.ingest import load_file
-from rag.testing import free_port, markers_in
+from rag.testing import free_port, markers_in, running_server
 
 pytestmark = pytest.mark.integration
 
@@ -50,37 +49,13 @@ def gguf_path() -> Path:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start llama_cpp.server on a free port, wait for GET /v1/models, yield the base URL, always terminate."""
+    """llama_cpp.server on a free port of 127.0.0.1; yields the base URL once GET /v1/models answers."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as r:
-                    if r.status == 200 and json.load(r)["data"]:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048"]
+    with running_server(command, f"{base_url}/models", tmp_path_factory.mktemp("llama") / "server.log", 120):
         yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

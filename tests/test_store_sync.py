@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from rag.cli import app
 from rag.config import Settings
 from rag.ingest import load_file
 from rag.store import Store, StoreError, sync
-from rag.testing import FakeEmbedder, free_port
+from rag.testing import FakeEmbedder, free_port, running_server
 
 pytestmark = pytest.mark.integration
 
@@ -401,33 +400,13 @@ def test_writes_are_batched_under_the_servers_max_batch_size(seed_corpus: Path, 
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`chroma run` on a free port of 127.0.0.1; yields its URL once the heartbeat answers."""
     data = tmp_path_factory.mktemp("chroma-server")
     port = free_port()
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen([CHROMA, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chroma run did not come up: {(data / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    command = [CHROMA, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(command, f"{url}/api/v2/heartbeat", data / "server.log", 60):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_ingest_into_a_chroma_server(chroma_server: str, seed_corpus: Path, tmp_path: Path) -> None:
