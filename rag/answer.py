@@ -59,38 +59,125 @@ class Candidate:
     vector: np.ndarray = field(repr=False, compare=False)
 
 
-_MONTHS = ("january february march april may june july august september october november december "
-           "monday tuesday wednesday thursday friday saturday sunday").split()
+_MONTH_NAMES = "january february march april may june july august september october november december".split()
+_WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_MONTHS = tuple(_MONTH_NAMES + _WEEKDAYS)
 _NUMBER_WORDS = set("one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
                     "hundred hundreds thousand thousands million billion dozen dozens".split())
 _TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_MONTHS) + ")$")
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+")
+_ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # "US", "FSB": a name even where it opens the sentence
+_TOKEN = re.compile(r"[\w$%-]+")
+# Where the noun phrase after "which" / "how many" ends: an auxiliary, a preposition, or a verb in the past.
+_PHRASE_END = frozenset("did do does was were is are has have had will would could can should may might to of in on "
+                        "at for from by with into about that who which said took made led won went came held began "
+                        "sent saw told gave hit put ran fought joined".split())
+_MONEY = frozenset("money cash funds funding budget".split())
+_CURRENCY = frozenset("dollars euros pounds rubles roubles hryvnias yuan yen $".split())
+# "How did X describe Y": the answer is what a source called it.
+_DESCRIBE_Q = re.compile(r"\b(describe|characteri[sz]e|call|label|define|portray|term)\b", re.I)
+_DESCRIBED = re.compile(r"\b(call(ed|s|ing)?|describ(ed|es|ing)|defin(ed|es|ing)|characteri[sz](ed|es|ing)|"
+                        r"label+(ed|s|ing)?|brand(ed|s|ing)|term(ed|s)|dub(bed|s)|portray(ed|s))\b", re.I)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*")."""
+
+    kind: str | None  # number | date | weekday | month | name | description | None
+    focus: str | None = None
+
+
+def _head_noun(words: Sequence[str]) -> str | None:
+    """The last word of the noun phrase that opens `words` ("attacking fighters did ..." -> "fighters")."""
+    phrase: list[str] = []
+    for w in words:
+        if w in _PHRASE_END or (phrase and (w in ("a", "an", "the") or (w.endswith("ed") and len(w) > 4))):
+            break
+        if w not in ("a", "an", "the"):
+            phrase.append(w)
+    return phrase[-1] if phrase else None
+
+
+def analyse_question(question: str) -> Asked:
+    """The expected answer type, read off the question's wording."""
+    q = question.lower().strip()
+    words = re.findall(r"[\w'-]+", q)
+    if re.search(r"\bday of the week\b|\bwhat weekday\b|\b(which|what) weekday\b", q):
+        return Asked("weekday")
+    if re.search(r"\b(which|what|in what|in which) month\b", q):
+        return Asked("month")
+    if re.match(r"(on )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
+        return Asked("date")
+    m = re.search(r"\bhow (many|much|large|big|long)\b", q)
+    if m:
+        head = _head_noun(words[words.index(m.group(1)) + 1:] if m.group(1) in words else [])
+        if m.group(1) == "much" and head and head not in _MONEY:
+            return Asked(None, head)  # "how much resistance": an amount in words, not a figure
+        return Asked("number", head)
+    if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout)\b|\bturnout\b", q):
+        return Asked("number")
+    if re.match(r"how (did|do|does|was|were|is|are)\b", q) and _DESCRIBE_Q.search(q):
+        return Asked("description")
+    if re.match(r"(who|whom|whose)\b", q):
+        return Asked("name")
+    m = re.search(r"\bwhat is the name of (the |a )?([\w' -]+)", q)
+    if m:
+        return Asked("name", _head_noun(m.group(2).split()))
+    m = re.search(r"\bwhich ([\w' -]+)", q)
+    if m:
+        return Asked("name", _head_noun(m.group(1).split()))
+    return Asked(None)
 
 
 def answer_type(question: str) -> str | None:
-    """What kind of string answers the question, when the wording says so."""
-    q = question.lower().strip()
-    if re.search(r"\bhow (many|much|large|big|long)\b|\bwhat (number|amount|sum|size)\b", q):
-        return "number"
-    if re.match(r"(when|what date|on what day|which (day|month|year|date))\b", q) or "what date" in q:
-        return "date"
-    if re.match(r"(who|whom|whose)\b", q) or re.search(r"\b(what|which) (is the )?(name|village|town|city|"
-                                                      r"group|groups|person|official|organisation)\b", q):
-        return "name"
-    return None
+    return analyse_question(question).kind
 
 
-def has_answer_of_type(kind: str | None, sentence: str, question: str) -> bool:
-    """Does the sentence hold a candidate answer of that kind that the question does not already contain?"""
-    if kind is None:
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in re.findall(r"[\w-]+", text.lower())}
+
+
+def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
+    """Does the sentence hold a candidate answer of the asked kind that the question does not already contain?
+    When the sentence names the focus noun, the answer must stand next to it: "26 drones", "the city of Belgorod";
+    "seven regions" with no region named does not answer "which seven regions"."""
+    if asked.kind in (None, "description"):
         return True
-    asked = {w.lower() for w in re.findall(r"[\w-]+", question)}
-    words = re.findall(r"[\w-]+", sentence)
-    if kind == "number":
-        return any((w.isdigit() or w.lower() in _NUMBER_WORDS) and w.lower() not in asked for w in words)
-    if kind == "date":
-        return any((w.lower() in _MONTHS or re.fullmatch(r"\d{1,4}", w)) and w.lower() not in asked for w in words)
-    return any(m.group(0).lower() not in asked for m in _CAPITALISED.finditer(sentence))
+    known = _stems(question)
+    tokens = _TOKEN.findall(sentence)
+    low = [t.lower() for t in tokens]
+    if asked.kind == "weekday":
+        return any(t in _WEEKDAYS for t in low)
+    if asked.kind == "month":
+        return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
+    if asked.kind == "date":
+        return any((t in _MONTHS or re.fullmatch(r"\d{1,4}", t)) and t[:5] not in known for t in low)
+    if asked.kind == "number":
+        fits = [i for i, t in enumerate(low)
+                if (any(ch.isdigit() for ch in t) or t in _NUMBER_WORDS) and t not in known]
+    else:
+        starts = {m.start() for m in _CAPITALISED.finditer(sentence)} | {m.start() for m in _ACRONYM.finditer(sentence)}
+        offsets = [m.start() for m in _TOKEN.finditer(sentence)]
+        fits = [i for i, (t, at) in enumerate(zip(low, offsets, strict=True)) if at in starts and t[:5] not in known]
+    if not fits:
+        return False
+    near = _focus_positions(asked, low)
+    if asked.kind == "number" and asked.focus and not near:
+        return False  # "how many soldiers" is not answered by "100 fighters"
+    return not near or any(abs(i - j) <= 4 for i in near for j in fits)
+
+
+def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
+    if asked.focus in _MONEY:  # "how much money": the figure names its currency instead
+        return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith("$")]
+    focus = asked.focus[:5] if asked.focus else None
+    return [i for i, t in enumerate(low_tokens) if focus and t[:5] == focus]
+
+
+def names_focus(asked: Asked, sentence: str) -> bool:
+    """The sentence names the noun the question is about ("the *villages* of Kozinka", "six *tanks*")."""
+    return bool(_focus_positions(asked, [t.lower() for t in _TOKEN.findall(sentence)]))
 
 
 # Words that shape a question rather than name what it is about ("how many", "what kind", "which day").
@@ -102,7 +189,7 @@ def question_terms(question: str) -> list[str]:
     """Content words of the question; dates and years drop out unless the question asks for a date, since they
     name the event rather than what is asked about it."""
     words = [w for w in content_words(question) if w not in _QUESTION_FORM]
-    if answer_type(question) == "date":
+    if answer_type(question) in ("date", "weekday", "month"):
         return words
     return [w for w in words if not _TIME_WORD.match(w)] or words
 
@@ -123,6 +210,11 @@ def _is_statement(sentence: str) -> bool:
 
 # Weights of the extractive score, chosen on evals/gold/seeds.jsonl (see `rag eval`).
 W_DENSE, W_TYPE, W_EXTRA = 0.5, 1.0, 1.0
+# A sentence with no answer of the asked kind is not an answer; one whose answer stands next to the asked noun
+# ("the villages of Kozinka") or that reports a description ("called them ...") is the likeliest answer.
+W_TYPED, W_ANCHORED, W_UNTYPED = 0.05, 0.15, -1.0
+# The article's date fits the year the question names (+) or names another year (-): another event, most likely.
+W_EVENT_FIT, W_EVENT_MISFIT = 0.1, 0.3
 
 
 def event_fit(question: str, passage: Passage) -> float:
@@ -135,15 +227,16 @@ def event_fit(question: str, passage: Passage) -> float:
 
 
 def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
-                    idf: Callable[[str], float], max_candidates: int = 16) -> list[Candidate]:
+                    idf: Callable[[str], float], max_candidates: int = 40) -> list[Candidate]:
     """Source sentences of the passages, scored by meaning (cosine), rare shared words, answer type and event.
     Only the `max_candidates` most promising by words and rank are embedded: embedding is the expensive step."""
     terms = question_terms(question)
-    asked = {t[:6] for t in terms}
-    kind = answer_type(question)
+    term_stems = {t[:6] for t in terms}
+    asked = analyse_question(question)
     pool: dict[tuple[str, int], tuple[float, float, int, str, float]] = {}
     for n, p in enumerate(passages, start=1):
         fit = event_fit(question, p)
+        fit *= W_EVENT_FIT if fit > 0 else W_EVENT_MISFIT
         for s, e in sentence_spans(p.text):
             sentence = p.text[s:e]
             words = content_words(sentence)
@@ -151,16 +244,23 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
                 continue  # overlapping chunks repeat sentences: score each once
             lexical = weighted_overlap(terms, sentence, idf)
             # An answer adds something to the question: a sentence made only of the question's words does not.
-            novelty = sum(w[:6] not in asked for w in words) / len(words)
-            prior = 0.5 * lexical + 0.1 * fit + 0.1 * novelty + 0.05 / n
-            pool[(p.doc, p.start + s)] = (prior, lexical, n, sentence, 0.1 * fit + 0.05 * novelty)
+            novelty = sum(w[:6] not in term_stems for w in words) / len(words)
+            prior = 0.5 * lexical + fit + 0.1 * novelty + 0.05 / n
+            pool[(p.doc, p.start + s)] = (prior, lexical, n, sentence, fit + 0.05 * novelty)
     ranked = sorted(pool.values(), key=lambda t: -t[0])[:max_candidates]
     if not ranked:
         return []
     vectors = _embed_cached(embedder, [t[3] for t in ranked])
     out = []
     for (_, lexical, n, text, extra), v in zip(ranked, vectors, strict=False):
-        typed = 0.05 if kind and has_answer_of_type(kind, text, question) else (-0.1 if kind else 0.0)
+        if asked.kind == "description":
+            typed = W_ANCHORED if _DESCRIBED.search(text) else 0.0
+        elif asked.kind and not has_answer_of_type(asked, text, question):
+            typed = W_UNTYPED
+        elif asked.kind:
+            typed = W_ANCHORED if names_focus(asked, text) else W_TYPED
+        else:
+            typed = 0.0
         score = W_DENSE * float(v @ q_vec) + (1 - W_DENSE) * lexical + W_TYPE * typed + W_EXTRA * extra + 0.01 / n
         out.append(Candidate(n, text, score, v))
     return sorted(out, key=lambda c: -c.score)

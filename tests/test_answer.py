@@ -12,7 +12,16 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel, G
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from typer.testing import CliRunner
 
-from rag.answer import CANNOT_ANSWER, AnswerChain, pack, render_passages
+from rag.answer import (
+    CANNOT_ANSWER,
+    AnswerChain,
+    Asked,
+    analyse_question,
+    has_answer_of_type,
+    names_focus,
+    pack,
+    render_passages,
+)
 from rag.chunk import count_tokens
 from rag.cli import app
 from rag.config import AnswerSettings, Settings
@@ -412,3 +421,55 @@ def test_ask_empty_question_exits_2(seed_home: Path) -> None:
     result = runner.invoke(app, ["--home", str(seed_home), "ask", "   "])
     assert result.exit_code == 2
     assert "empty" in result.stderr
+
+
+# -- question analysis: what kind of string answers, and the noun it is about -------------------------------------
+
+
+@pytest.mark.parametrize("question, kind, focus", [
+    ("How many attacking fighters did Russia claim were killed?", "number", "fighters"),
+    ("How much money has Russia spent on defences?", "number", "money"),
+    ("How much resistance did the raiders meet?", None, "resistance"),
+    ("Which villages did the corps say it had liberated?", "name", "villages"),
+    ("Which groups took part in the attacks?", "name", "groups"),
+    ("What is the name of the border village the militias controlled?", "name", "village"),
+    ("Who is the governor of the Kursk region?", "name", None),
+    ("On which day of the week did the incursion start?", "weekday", None),
+    ("In which month did the earlier attack take place?", "month", None),
+    ("On what date did the militias begin?", "date", None),
+    ("How did the Kremlin describe the fighters?", "description", None),
+    ("What did the schools do?", None, None),
+])
+def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
+    assert analyse_question(question) == Asked(kind, focus)
+
+
+def test_typed_answer_must_stand_next_to_the_asked_noun() -> None:
+    regions = analyse_question("Which seven regions were the drones shot down over?")
+    assert not has_answer_of_type(regions, "The Russian Defense Ministry shot down 26 drones over seven regions.",
+                                  "Which seven regions were the drones shot down over?")
+    villages = analyse_question("Which villages did the corps liberate?")
+    assert has_answer_of_type(villages, "They liberated the villages of Kozinka and Gora-Podol.",
+                              "Which villages did the corps liberate?")
+    # The asked noun is absent: any new name will do ("Which think tank" -> "Institute for the Study of War").
+    tank = analyse_question("Which think tank said the reaction showed panic?")
+    assert has_answer_of_type(tank, "The Institute for the Study of War saw panic.", "Which think tank said it?")
+    assert names_focus(villages, "the villages of Kozinka") and not names_focus(tank, "The Institute said so.")
+
+
+def test_number_questions_need_a_figure_for_the_asked_noun() -> None:
+    q = "How many Russian soldiers were killed?"
+    assert not has_answer_of_type(analyse_question(q), "More than 100 Ukrainian fighters were killed.", q)
+    q = "How many fighters were killed?"
+    assert has_answer_of_type(analyse_question(q), "More than 100 Ukrainian fighters were killed.", q)
+    assert not has_answer_of_type(analyse_question(q), "Many fighters were killed.", q)
+    q = "How much money has Russia spent?"
+    assert has_answer_of_type(analyse_question(q), "They spent about 10 billion rubles on it.", q)
+
+
+def test_weekday_and_month_answers() -> None:
+    q = "On which day of the week did it start?"
+    assert has_answer_of_type(analyse_question(q), "The groups crossed over on Monday.", q)
+    assert not has_answer_of_type(analyse_question(q), "The groups crossed over in May.", q)
+    q = "In which month did the attack take place?"
+    assert has_answer_of_type(analyse_question(q), "It happened in December near the village.", q)
