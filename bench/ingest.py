@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # 4. Re-ingest of the unchanged corpus (scan included, as the command does it).
         t0 = time.perf_counter()
-        again = sync(Store(settings), scan([corpus], max_bytes), settings, embedder, prune=True)
+        store = Store(settings)
+        again = sync(store, scan([corpus], max_bytes, known=store.file_hashes(settings)), settings, embedder,
+                     prune=True)
         t_re = time.perf_counter() - t0
 
         print(f"\nrag ingest: {len(found.documents)} documents ({len(found.skipped)} skipped), "

@@ -227,7 +227,7 @@ def event_fit(question: str, passage: Passage) -> float:
 
 
 def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
-                    idf: Callable[[str], float], max_candidates: int = 40) -> list[Candidate]:
+                    idf: Callable[[str], float], max_candidates: int = 16) -> list[Candidate]:
     """Source sentences of the passages, scored by meaning (cosine), rare shared words, answer type and event.
     Only the `max_candidates` most promising by words and rank are embedded: embedding is the expensive step."""
     terms = question_terms(question)

@@ -75,13 +75,13 @@ def ingest(
     from rag.store import Store, StoreError, sync
 
     s = settings()
-    found = scan(paths, int(s.ingest.max_file_mb * 1_000_000))
-    for skip in found.skipped:
-        err.print(f"skipped {skip.path}: {skip.reason}")
-    if not found.documents:
-        raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
     try:
         store = Store(s)
+        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))
+        for skip in found.skipped:
+            err.print(f"skipped {skip.path}: {skip.reason}")
+        if not found.documents and not found.unchanged:
+            raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("embedding chunks", total=None)

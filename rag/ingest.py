@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.types import Document
@@ -29,10 +30,15 @@ class Scan:
     skipped: list[Skip]
     roots: list[str]  # absolute folders whose documents are in sync scope (for pruning)
     ignored: int  # files of unsupported types met while walking folders
+    unchanged: list[str] = field(default_factory=list)  # ids of files whose bytes match `known`: not parsed
 
 
-def scan(paths: list[Path], max_bytes: int) -> Scan:
-    """Load every supported file under `paths`; a document's id is its path relative to the folder given."""
+def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str] | None = None) -> Scan:
+    """Load every supported file under `paths`; a document's id is its path relative to the folder given.
+    `known` maps (doc id, source path) to the file hash the store holds: a file with the same bytes is listed in
+    `unchanged` without being parsed, which makes re-ingesting an unchanged corpus cheap."""
+    known = known or {}
+    unchanged: list[str] = []
     docs: list[Document] = []
     skipped: list[Skip] = []
     roots: list[str] = []
@@ -52,17 +58,21 @@ def scan(paths: list[Path], max_bytes: int) -> Scan:
             files = [path.resolve()]
         for file in files:
             doc_id = file.relative_to(root).as_posix()
-            try:
-                doc = load_file(file, doc_id, max_bytes)
-            except BadFile as e:
-                skipped.append(Skip(str(file), str(e)))
-                continue
             if doc_id in seen_ids and seen_ids[doc_id] != str(file):
                 skipped.append(Skip(str(file), f"document id {doc_id!r} already taken by {seen_ids[doc_id]}"))
                 continue
+            try:
+                raw = read_file(file, max_bytes)
+                file_hash = hashlib.sha256(raw).hexdigest()
+                if known.get((doc_id, str(file))) == file_hash:
+                    unchanged.append(doc_id)
+                else:
+                    docs.append(parse_file(raw, file, doc_id, file_hash))
+            except BadFile as e:
+                skipped.append(Skip(str(file), str(e)))
+                continue
             seen_ids[doc_id] = str(file)
-            docs.append(doc)
-    return Scan(docs, skipped, roots, ignored)
+    return Scan(docs, skipped, roots, ignored, unchanged)
 
 
 def _walk(root: Path) -> tuple[list[Path], int]:
@@ -79,6 +89,12 @@ def _walk(root: Path) -> tuple[list[Path], int]:
 
 
 def load_file(path: Path, doc_id: str, max_bytes: int) -> Document:
+    raw = read_file(path, max_bytes)
+    return parse_file(raw, path, doc_id, hashlib.sha256(raw).hexdigest())
+
+
+def read_file(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, or BadFile for an unsupported, unreadable, oversized or empty file."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise BadFile(f"unsupported file type {suffix or '(none)'}; expected one of {', '.join(sorted(SUPPORTED))}")
@@ -92,6 +108,12 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> Document:
         raise BadFile(f"cannot read: {e.strerror or e}") from e
     if not raw.strip():
         raise BadFile("empty file")
+    return raw
+
+
+def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
+    """Text and metadata of a file's bytes, by its type; BadFile when no text can be had."""
+    suffix = path.suffix.lower()
     if suffix == ".pdf":
         text, title = _pdf_text(raw), ""
     else:
@@ -109,6 +131,7 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> Document:
         source=str(path),
         content_hash=hashlib.sha256(text.encode()).hexdigest(),
         date=find_date(text),
+        file_hash=file_hash,
     )
 
 

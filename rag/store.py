@@ -125,9 +125,16 @@ class Store:
         return None if collection is None else (collection.metadata or {}).get("embedder")
 
     def documents(self) -> dict[str, dict[str, Any]]:
-        """doc id -> record (hash, title, source, date, root, chunking)."""
+        """doc id -> record (hash, file_hash, title, source, date, root, chunking)."""
         got = self.docs_collection().get(include=["metadatas"])
         return dict(zip(got["ids"], got["metadatas"] or [], strict=False))
+
+    def file_hashes(self, settings: Settings) -> dict[tuple[str, str], str]:
+        """(doc id, source path) -> hash of the file's bytes, for documents chunked with the current settings:
+        what `scan` needs to pass over unchanged files without parsing them."""
+        chunking = chunking_key(settings)
+        return {(doc_id, r["source"]): r["file_hash"] for doc_id, r in self.documents().items()
+                if r.get("file_hash") and r.get("chunking") == chunking}
 
     # -- reads ---------------------------------------------------------------------------------------
     def all_chunks(self, page: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -224,8 +231,8 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
     """Make the store match the scanned corpus: unchanged documents cost nothing, changed ones have only their
     new chunks embedded, removed files are pruned. New chunks are written before old ones are deleted, and a
     document's record last, so an interrupted sync loses nothing and the next run finishes the job."""
-    report = SyncReport(skipped=list(scan.skipped), ignored=scan.ignored)
-    chunking = json.dumps({"size": settings.chunk.size, "overlap": settings.chunk.overlap})
+    report = SyncReport(skipped=list(scan.skipped), ignored=scan.ignored, unchanged=list(scan.unchanged))
+    chunking = chunking_key(settings)
     with store.write_lock():
         chunks_col = store.chunks_collection(embedder.name, create=True)
         docs_col = store.docs_collection()
@@ -233,10 +240,13 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
         max_batch = store.client.get_max_batch_size()
 
         plans: list[tuple[Document, list[Chunk], set[str]]] = []
+        records: list[tuple[str, dict[str, Any]]] = []
         for doc in scan.documents:
             record = known.get(doc.id)
             if record and record.get("hash") == doc.content_hash and record.get("chunking") == chunking:
                 report.unchanged.append(doc.id)
+                if record.get("file_hash") != doc.file_hash:  # same text from other bytes: remember the new ones
+                    records.append((doc.id, record | {"file_hash": doc.file_hash}))
                 continue
             (report.updated if record else report.added).append(doc.id)
             old_ids = set(chunks_col.get(where={"doc": doc.id}, include=[])["ids"]) if record else set()
@@ -257,7 +267,6 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             if progress:
                 progress(report.embedded, len(fresh))
 
-        records: list[tuple[str, dict[str, Any]]] = []
         for doc, chunks, old_ids in plans:
             kept = [c for c in chunks if c.id in old_ids]  # same text, maybe moved: refresh offsets only
             for part in _batches(len(kept), max_batch):
@@ -266,8 +275,8 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             stale = sorted(old_ids - {c.id for c in chunks})
             for part in _batches(len(stale), max_batch):
                 chunks_col.delete(ids=stale[part])
-            meta = {"hash": doc.content_hash, "title": doc.title, "source": doc.source, "chunking": chunking,
-                    "root": _root_of(doc), "chunks": len(chunks)}
+            meta = {"hash": doc.content_hash, "file_hash": doc.file_hash, "title": doc.title, "source": doc.source,
+                    "chunking": chunking, "root": _root_of(doc), "chunks": len(chunks)}
             if doc.date:
                 meta["date"] = doc.date
             records.append((doc.id, meta))
@@ -276,7 +285,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
                             metadatas=[m for _, m in records[part]])
 
         if prune:
-            scanned = {d.id for d in scan.documents}
+            scanned = {d.id for d in scan.documents} | set(scan.unchanged)
             skipped_paths = {s.path for s in scan.skipped}
             for doc_id, record in known.items():
                 gone = record.get("root") in scan.roots and doc_id not in scanned
@@ -290,6 +299,11 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             store.rebuild_lexical_index()
         report.chunks = chunks_col.count()
     return report
+
+
+def chunking_key(settings: Settings) -> str:
+    """The chunk settings a document was chunked with: other settings mean chunking it again."""
+    return json.dumps({"size": settings.chunk.size, "overlap": settings.chunk.overlap})
 
 
 def _root_of(doc: Document) -> str:

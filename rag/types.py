@@ -15,6 +15,7 @@ class Document:
     source: str
     content_hash: str
     date: str | None = None
+    file_hash: str = ""  # of the file's bytes: an unchanged file is recognised without parsing it again
 
 
 @dataclass(frozen=True)
