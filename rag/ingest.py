@@ -150,46 +150,55 @@ def normalise(text: str) -> str:
     return text.strip()
 
 
-_BLOCK_TAGS = ["p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "li", "ul", "ol",
-               "dl", "dt", "dd", "table", "tr", "pre", "blockquote", "figure", "figcaption", "br", "hr",
-               "h1", "h2", "h3", "h4", "h5", "h6", "title"]
+_BLOCK_TAGS = frozenset(["p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "li", "ul",
+                         "ol", "dl", "dt", "dd", "table", "tr", "pre", "blockquote", "figure", "figcaption", "br",
+                         "hr", "h1", "h2", "h3", "h4", "h5", "h6", "title"])
+_DROPPED_TAGS = frozenset(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"])
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+_PRE_TAGS = frozenset(["pre", "textarea"])
+
+
+@dataclass(frozen=True)
+class _End:
+    """Where an element ends, met while walking the tree."""
+
+    name: str
+    start: int  # how many text parts there were where it began
 
 
 def _html_text(html: str) -> tuple[str, str]:
-    """Visible text only: scripts, styles, comments and hidden elements never reach the store."""
-    from bs4 import BeautifulSoup, Comment, NavigableString
+    """Visible text only: scripts, styles, comments and hidden elements never reach the store. One walk of the
+    tree; block elements make paragraph breaks, and as in a browser any other run of whitespace (a wrapped source
+    line included) is one space, so a line break of the source never splits a sentence."""
+    from bs4 import BeautifulSoup, CData, NavigableString, Tag
 
     soup = BeautifulSoup(html, "lxml")
-    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
-        if tag.name == "head":
-            kept_title = tag.find("title")
-            tag.replace_with(kept_title) if kept_title else tag.decompose()
-        else:
-            tag.decompose()
-    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
-        comment.extract()
-    hidden = [t for t in soup.find_all(True) if t.attrs is not None and _is_hidden(t)]
-    for tag in hidden:
-        if not tag.decomposed:
-            tag.decompose()
-    title_tag = soup.find("title") or soup.find("h1")
+    title_tag = soup.find("title")
     title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
-    head_title = soup.find("title")
-    if head_title:
-        head_title.decompose()
-    # As a browser does: whitespace (line breaks of the source included) inside a text run is one space, except
-    # in <pre>; only block elements below make line breaks, so a wrapped source line never splits a sentence.
-    for node in list(soup.descendants):
-        if type(node) is NavigableString and not any(p.name in ("pre", "textarea") for p in node.parents):
-            collapsed = re.sub(r"\s+", " ", node)
-            if collapsed != node:
-                node.replace_with(collapsed)
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n\n")
-        tag.insert_after("\n\n")
-    text = soup.get_text()
-    lines = (" ".join(line.split()) for line in text.split("\n"))
+    parts: list[str] = []
+    h1_at: tuple[int, int] | None = None  # where the first visible <h1> starts and ends in `parts`
+    in_pre = 0  # inside <pre> / <textarea> line breaks are kept
+    stack: list[object] = list(reversed(soup.contents))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _End):
+            in_pre -= node.name in _PRE_TAGS
+            if node.name == "h1" and h1_at is None:
+                h1_at = (node.start, len(parts))
+            if node.name in _BLOCK_TAGS:
+                parts.append("\n\n")
+        elif isinstance(node, NavigableString):
+            if type(node) in (NavigableString, CData):  # not a comment, doctype or processing instruction
+                parts.append(str(node) if in_pre else re.sub(r"\s+", " ", node))
+        elif isinstance(node, Tag) and node.name not in _DROPPED_TAGS and not _is_hidden(node):
+            if node.name in _BLOCK_TAGS:
+                parts.append("\n\n")
+            in_pre += node.name in _PRE_TAGS
+            stack.append(_End(node.name, len(parts)))
+            stack.extend(reversed(node.contents))
+    if not title and h1_at is not None:
+        title = " ".join("".join(parts[h1_at[0]:h1_at[1]]).split())
+    lines = (" ".join(line.split()) for line in "".join(parts).split("\n"))
     return "\n".join(lines), title
 
 
