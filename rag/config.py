@@ -23,7 +23,7 @@ class IngestSettings(BaseModel):
 class EmbedSettings(BaseModel):
     provider: Literal["local", "openai"] = "local"
     openai_model: str = "text-embedding-3-small"
-    batch_size: int = 64
+    batch_size: int = Field(16, ge=1, description="texts per model call; small batches pad less on a CPU")
 
 
 class RetrieveSettings(BaseModel):
