@@ -19,6 +19,7 @@ from rag.answer import AnswerChain
 from rag.chunk import sentence_spans
 from rag.cli import State, app, load_chain
 from rag.config import Settings
+from rag.events import group_events
 from rag.ingest import load_file
 from rag.testing import fake_chat
 from rag.types import Passage
@@ -294,12 +295,12 @@ def test_undated_documents_join_the_event_they_resemble() -> None:
         "e": "Recipes for sourdough bread and rye.",
     }
     dates = {"a": "2024-03-12", "b": None, "c": "2023-05-23", "d": None, "e": None}
-    groups = B.group_events(list(texts), dates, texts)
+    groups = group_events(list(texts), dates, texts)
     assert groups == [(["c", "d"], "2023-05-23"), (["a", "b"], "2024-03-12"), (["e"], None)]
     # no dates at all: one group
-    assert B.group_events(["x", "y"], {"x": None, "y": None}, {"x": "a b c", "y": "d e f"}) == [(["x", "y"], None)]
+    assert group_events(["x", "y"], {"x": None, "y": None}, {"x": "a b c", "y": "d e f"}) == [(["x", "y"], None)]
     # dates close together are one event; far apart, two
-    close = B.group_events(["p", "q"], {"p": "2024-03-12", "q": "2024-03-15"}, {"p": "x y z", "q": "x y w"})
+    close = group_events(["p", "q"], {"p": "2024-03-12", "q": "2024-03-15"}, {"p": "x y z", "q": "x y w"})
     assert close == [(["p", "q"], "2024-03-12")]
 
 
