@@ -51,16 +51,16 @@ DIM = 384
 CHUNKS_PER_DOC = 10
 
 EXTRA_QUESTIONS = [
-    "How many drones did the Russian Defense Ministry say it shot down?",
-    "Which villages did the Russian Volunteer Corps claim to have liberated?",
-    "How much has Russia spent to strengthen the defenses of the Belgorod region?",
-    "Where did the Freedom of Russia Legion previously claim responsibility for an attack?",
-    "What did the Freedom of Russia Legion say on social media about the right to vote?",
-    "Who is the governor of the Kursk region?",
+    "What did the Russian Defense Ministry announce about drones?",
+    "Which Belgorod villages were said to be liberated?",
+    "What has Russia spent on the Belgorod border defenses?",
+    "Where was the earlier attack by the Freedom of Russia Legion?",
+    "What did the Legion post on social media before the vote?",
+    "Who governs the Kursk region?",
     "What is the capital of Australia?",
     "Who won the football World Cup?",
-    "What did the Kremlin call the fighters?",
-    "Which groups took part in the March 2024 incursion into Russia?",
+    "What name did the Kremlin give the fighters?",
+    "Which militias crossed the border in March 2024?",
 ]
 
 TARGETS = {

@@ -293,11 +293,9 @@ def corpus_text(doc: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def seed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("seed-store")
-    result = runner.invoke(app, ["--home", str(home), "ingest", str(CORPUS)])
-    assert result.exit_code == 0, result.output
-    return home
+def seed_home(ingested_home: Settings) -> Path:
+    """The seed corpus ingested once per test session (conftest); read-only here."""
+    return ingested_home.home
 
 
 @pytest.fixture(scope="module")

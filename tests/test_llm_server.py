@@ -59,11 +59,9 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def store_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("llm-store")
-    result = runner.invoke(app, ["--home", str(home), "ingest", str(CORPUS)])
-    assert result.exit_code == 0, result.output
-    return home
+def store_home(ingested_home: Settings) -> Path:
+    """The seed corpus ingested once per test session (conftest); read-only here."""
+    return ingested_home.home
 
 
 @pytest.fixture
