@@ -47,6 +47,7 @@ bench: install
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc; }
 	$(PY) bench/ingest.py
 	$(PY) bench/query.py
+	$(PY) bench/repl.py
 
 lint: install
 	$(VENV)/bin/ruff check rag tests bench
