@@ -135,7 +135,9 @@ def answer_type(question: str) -> str | None:
 
 
 def _stems(text: str) -> set[str]:
-    return {w[:5] for w in re.findall(r"[\w-]+", text.lower())}
+    """Word stems of the question, hyphenated words also by their parts ("US-made" names "US")."""
+    words = re.findall(r"[\w-]+", text.lower())
+    return {w[:5] for w in words} | {part[:5] for w in words if "-" in w for part in w.split("-") if part}
 
 
 def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
@@ -194,6 +196,12 @@ def question_terms(question: str) -> list[str]:
     return [w for w in words if not _TIME_WORD.match(w)] or words
 
 
+def relation_terms(question: str) -> set[str]:
+    """Stems of the question's lower-case content words: what is asked about the names it mentions."""
+    lower = {w for w in re.findall(r"[\w'-]+", question) if w.islower()}
+    return {t[:6] for t in question_terms(question) if t in lower}
+
+
 def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], float]) -> float:
     """Share of the question's word weight (idf: rare words weigh more) that the sentence contains."""
     if not terms:
@@ -233,6 +241,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     terms = question_terms(question)
     term_stems = {t[:6] for t in terms}
     asked = analyse_question(question)
+    relation = relation_terms(question)
     pool: dict[tuple[str, int], tuple[float, float, int, str, float]] = {}
     for n, p in enumerate(passages, start=1):
         fit = event_fit(question, p)
@@ -257,6 +266,8 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
             typed = W_ANCHORED if _DESCRIBED.search(text) else 0.0
         elif asked.kind and not has_answer_of_type(asked, text, question):
             typed = W_UNTYPED
+        elif asked.kind == "name" and relation and not relation & {w[:6] for w in content_words(text)}:
+            typed = W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
         elif asked.kind:
             typed = W_ANCHORED if names_focus(asked, text) else W_TYPED
         else:

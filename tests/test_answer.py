@@ -20,7 +20,9 @@ from rag.answer import (
     has_answer_of_type,
     names_focus,
     pack,
+    relation_terms,
     render_passages,
+    score_sentences,
 )
 from rag.chunk import count_tokens
 from rag.cli import app
@@ -471,3 +473,27 @@ def test_weekday_and_month_answers() -> None:
     assert not has_answer_of_type(analyse_question(q), "The groups crossed over in May.", q)
     q = "In which month did the attack take place?"
     assert has_answer_of_type(analyse_question(q), "It happened in December near the village.", q)
+
+
+def test_a_name_the_question_already_holds_is_no_answer() -> None:
+    q = "Which model of US-made armored vehicle was used?"
+    assert not has_answer_of_type(analyse_question(q), "US made military equipment was in use in the operation.", q)
+    q = "Whose military equipment was used?"
+    assert has_answer_of_type(analyse_question(q), "US made military equipment was in use in the operation.", q)
+
+
+def test_relation_terms_are_what_the_question_asks_about_its_names() -> None:
+    assert relation_terms("Who commands the Russian Volunteer Corps?") == {"comman"}
+    assert relation_terms("Who is the governor of the Kursk region?") == {"govern", "region"}
+
+
+def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
+    passages = passages_from_text("a.txt", "The Legion stated it was working with the Siberian Battalion and the "
+                                           "Russian Volunteer Corps.")
+    embedder = FakeEmbedder()
+    q = "Who commands the Russian Volunteer Corps?"
+    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    assert scored and all(c.score < 0 for c in scored)
+    q = "Who was working with the Russian Volunteer Corps?"
+    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    assert scored and scored[0].score > 0.3
