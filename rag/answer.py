@@ -259,7 +259,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     ranked = sorted(pool.values(), key=lambda t: -t[0])[:max_candidates]
     if not ranked:
         return []
-    vectors = _embed_cached(embedder, [t[3] for t in ranked])
+    vectors = embed_cached(embedder, [t[3] for t in ranked])
     out = []
     for (_, lexical, n, text, extra), v in zip(ranked, vectors, strict=False):
         if asked.kind == "description":
@@ -280,7 +280,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
 _SENTENCE_VECTORS: dict[tuple[str, str], np.ndarray] = {}
 
 
-def _embed_cached(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
+def embed_cached(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
     """Sentence vectors, remembered per process: follow-up questions mostly meet the same passages."""
     missing = [t for t in dict.fromkeys(texts) if (embedder.name, t) not in _SENTENCE_VECTORS]
     if missing:

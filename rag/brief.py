@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from rag.answer import embed_cached, render_passages
 from rag.chunk import count_tokens, sentence_spans
 from rag.cite import attach_marker, content_words, overlap, parse_claims, verify
 from rag.events import group_events, parse_date
@@ -303,10 +304,8 @@ def gather(chain: Any, topic: str, k: int | None = None) -> Material:
     k = k or default_k(chain)
     found: dict[str, Passage] = {}
     order: dict[str, float] = {}
-    from rag.answer import _embed_cached
-
     queries = sub_queries(topic)
-    vectors = _embed_cached(retriever.embedder, queries)  # one batch: far cheaper than a call per query
+    vectors = embed_cached(retriever.embedder, queries)  # one batch: far cheaper than a call per query
     for qi, (query, vector) in enumerate(zip(queries, vectors, strict=True)):
         for rank, p in enumerate(retriever.search(query, k=k, query_vector=vector), start=1):
             prior = (3.0 if qi == 0 else 1.0) / (10 + rank)  # the plain topic query counts most
@@ -427,8 +426,6 @@ def candidates(material: Material, embedder: Any, min_doc_relevance: float = MIN
     """The claim sentences of the retrieved passages (deduplicated by document span), embedded and scored:
     relevance to the topic (cosine + shared words), centrality within their event, a penalty for sentences that
     lean on the one before ("This ...", "They ..."). Documents with no clearly relevant sentence are left out."""
-    from rag.answer import _embed_cached
-
     seen: dict[tuple[str, int, int], Candidate] = {}
     for p in material.passages:
         for s, e in sentence_spans(p.text):
@@ -440,7 +437,7 @@ def candidates(material: Material, embedder: Any, min_doc_relevance: float = MIN
     pool = list(seen.values())
     if not pool:
         return []
-    vectors = _embed_cached(embedder, [c.text for c in pool])
+    vectors = embed_cached(embedder, [c.text for c in pool])
     for c, v in zip(pool, vectors, strict=True):
         c.vector = np.asarray(v, dtype=np.float32)
         c.relevance = 0.7 * float(c.vector @ material.topic_vector) + 0.3 * overlap(material.topic, c.text)
@@ -463,9 +460,7 @@ def candidates(material: Material, embedder: Any, min_doc_relevance: float = MIN
 
 
 def _probe_vectors(embedder: Any, probes: Sequence[Probe]) -> dict[str, np.ndarray]:
-    from rag.answer import _embed_cached
-
-    return dict(zip((p.key for p in probes), _embed_cached(embedder, [p.query for p in probes]),
+    return dict(zip((p.key for p in probes), embed_cached(embedder, [p.query for p in probes]),
                     strict=True))
 
 
@@ -832,8 +827,6 @@ def _bullets(reply: str) -> list[str]:
 
 
 def llm_draft(chain: Any, material: Material) -> Draft:
-    from rag.answer import render_passages
-
     draft = Draft()
     # Map: per document, key points whose markers index that document's passages; checked right away.
     points: list[tuple[Citation, ...]] = []  # per checked map point: its citations
