@@ -75,6 +75,9 @@ def ingest(
     from rag.store import Store, StoreError, sync
 
     s = settings()
+    missing = [p for p in paths if not p.exists()]
+    if len(missing) == len(paths):  # a mistyped path: fail before a store is created for nothing
+        raise fail("nothing to ingest: no such file or folder: " + ", ".join(map(str, missing)))
     try:
         store = Store(s)
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))

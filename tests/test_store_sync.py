@@ -284,6 +284,13 @@ def test_stored_file_that_becomes_unreadable_keeps_its_chunks(seed_corpus: Path,
     assert ingest(home, seed_corpus)["embedded"] == 0
 
 
+def test_mistyped_path_fails_without_creating_a_store(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = rag(home, "ingest", str(tmp_path / "nope"))
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr
+    assert not home.exists()
+
+
 def test_nothing_ingestable_exits_2_and_keeps_the_store(seed_corpus: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = ingest(home, seed_corpus)
