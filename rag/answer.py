@@ -130,10 +130,6 @@ def analyse_question(question: str) -> Asked:
     return Asked(None)
 
 
-def answer_type(question: str) -> str | None:
-    return analyse_question(question).kind
-
-
 def _stems(text: str) -> set[str]:
     """Word stems of the question, hyphenated words also by their parts ("US-made" names "US")."""
     words = re.findall(r"[\w-]+", text.lower())
@@ -147,8 +143,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind in (None, "description"):
         return True
     known = _stems(question)
-    tokens = _TOKEN.findall(sentence)
-    low = [t.lower() for t in tokens]
+    low = [t.lower() for t in _TOKEN.findall(sentence)]
     if asked.kind == "weekday":
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":
@@ -191,7 +186,7 @@ def question_terms(question: str) -> list[str]:
     """Content words of the question; dates and years drop out unless the question asks for a date, since they
     name the event rather than what is asked about it."""
     words = [w for w in content_words(question) if w not in _QUESTION_FORM]
-    if answer_type(question) in ("date", "weekday", "month"):
+    if analyse_question(question).kind in ("date", "weekday", "month"):
         return words
     return [w for w in words if not _TIME_WORD.match(w)] or words
 
