@@ -11,9 +11,6 @@ answer in progress and Ctrl-D (or :quit) leaves with exit code 0.
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
-import inspect
 import json
 import re
 import shlex
@@ -36,7 +33,6 @@ BACKENDS = ("extractive", "openai")
 HISTORY_TURNS = 3  # conversation turns given to the model when condensing a follow-up question
 FOCUS_STYLE = "bold black on yellow"  # the cited span asked for with :show N
 OTHER_STYLE = "black on bright_yellow"  # other cited spans in the same passage
-NOT_AVAILABLE = "briefings are not available yet: rag.brief is not part of this install (ask questions instead)"
 
 COMMANDS: dict[str, tuple[str, str]] = {
     ":help": ("", "this list"),
@@ -416,29 +412,17 @@ class Repl:
     def cmd_brief(self, arg: str) -> None:
         if not arg:
             raise Hint("usage: :brief TOPIC")
-        make_briefing = _briefing_function()
-        if make_briefing is None:
-            self.console.print(Text(NOT_AVAILABLE, style="yellow"))
-            return
-        try:
-            params = inspect.signature(make_briefing).parameters
-        except (TypeError, ValueError):
-            params = {}  # type: ignore[assignment]
-        kwargs: dict[str, Any] = {}
-        if self.docs and "docs" in params:
-            kwargs["docs"] = self.docs
-        elif self.docs:
+        from rag import brief
+
+        if self.docs:
             self.console.print(Text("note: the :filter does not apply to briefings", style="dim"))
         # :k is not passed on: a briefing's k counts passages per sub-query, and it picks its own default.
         if self.console.is_terminal:
             with self.console.status(f"writing a briefing on {arg}…"):
-                briefing = make_briefing(self.chain, arg, **kwargs)
+                briefing = brief.make_briefing(self.chain, arg)
         else:
-            briefing = make_briefing(self.chain, arg, **kwargs)
-        markdown = getattr(briefing, "markdown", None)
-        if not isinstance(markdown, str):
-            raise Hint("the briefing came back without Markdown")
-        self.console.print(Markdown(markdown))
+            briefing = brief.make_briefing(self.chain, arg)
+        self.console.print(Markdown(briefing.markdown))
 
     def cmd_json(self, arg: str) -> None:
         self.console.print_json(json.dumps(self._need_answer().to_json(), ensure_ascii=False))
@@ -446,18 +430,6 @@ class Repl:
     def cmd_new(self, arg: str) -> None:
         self.history.clear()
         self.console.print("new conversation: the next question stands on its own")
-
-
-def _briefing_function() -> Callable[..., Any] | None:
-    """rag.brief.make_briefing(chain, topic, ...) once the briefing module exists, else None."""
-    try:
-        if importlib.util.find_spec("rag.brief") is None:
-            return None
-        module = importlib.import_module("rag.brief")
-    except Exception:  # noqa: BLE001  a module that fails to import is as good as missing here
-        return None
-    function = getattr(module, "make_briefing", None)
-    return function if callable(function) else None
 
 
 # -- sessions -----------------------------------------------------------------------------------------

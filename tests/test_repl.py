@@ -33,11 +33,11 @@ from rich.console import Console
 from rich.style import Style
 from typer.testing import CliRunner
 
-import rag.repl as repl_module
+import rag.brief as brief_module
 from rag.answer import AnswerChain
 from rag.cli import app, load_chain
 from rag.config import AnswerSettings, Settings
-from rag.repl import FOCUS_STYLE, NOT_AVAILABLE, Repl, clean_condensed, highlight, make_session
+from rag.repl import FOCUS_STYLE, Repl, clean_condensed, highlight, make_session
 from rag.testing import FakeRetriever, fake_chat, free_port, passages_from_text
 from rag.types import Answer, Citation
 
@@ -236,12 +236,6 @@ def test_backend_openai_without_key_is_one_line_and_keeps_the_old_backend(monkey
     assert chain.backend == "extractive" and repl.prompt_text().endswith("|extractive]> ")
 
 
-def test_brief_says_not_available_without_the_briefing_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repl_module, "_briefing_function", lambda: None)
-    code, out = drive(Repl(fake_chain(), screen()), ":brief incursions into Russia\r\x04")
-    assert (code, out) == (0, NOT_AVAILABLE + "\n")
-
-
 def test_brief_prints_the_briefing_markdown(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Any, str]] = []
 
@@ -252,23 +246,11 @@ def test_brief_prints_the_briefing_markdown(monkeypatch: pytest.MonkeyPatch) -> 
         calls.append((chain, topic))
         return Briefing()
 
-    monkeypatch.setattr(repl_module, "_briefing_function", lambda: make_briefing)
+    monkeypatch.setattr(brief_module, "make_briefing", make_briefing)
     chain = fake_chain()
     code, out = drive(Repl(chain, screen()), ":brief incursions into Russia\r\x04")
     assert code == 0 and calls == [(chain, "incursions into Russia")]
     assert "Incursions into Russia" in out and "Armed groups crossed the border [1]." in out and "#" not in out
-
-
-def test_briefing_function_follows_the_brief_module() -> None:
-    import importlib.util
-
-    function = repl_module._briefing_function()
-    if importlib.util.find_spec("rag.brief") is None:
-        assert function is None
-    else:
-        from rag.brief import make_briefing
-
-        assert function is make_briefing
 
 
 def test_highlight_styles_exactly_the_cited_span() -> None:
@@ -397,7 +379,7 @@ def test_ctrl_c_during_a_real_answer_then_the_next_answer_works(chain: AnswerCha
 def test_brief_with_the_real_chain(repl: Repl) -> None:
     code, out = drive(repl, ":brief cross-border incursions into Russia\r\x04")
     assert code == 0 and "Traceback" not in out and not out.startswith("error")
-    assert out.strip() == NOT_AVAILABLE or len(out.strip()) > 40
+    assert "Support audit" in out and "Sources" in out
 
 
 # -- integration: the real `rag repl` command ------------------------------------------------------------------
