@@ -131,7 +131,8 @@ def analyse_question(question: str) -> Asked:
 
 
 def _stems(text: str) -> set[str]:
-    """Word stems of the question, hyphenated words also by their parts ("US-made" names "US")."""
+    """Word stems of the question, hyphenated words also by their parts ("US-made" names "US"). Five letters,
+    not the six of content-word stems: a name must match across "Russia" / "Russian" / "Russia's"."""
     words = re.findall(r"[\w-]+", text.lower())
     return {w[:5] for w in words} | {part[:5] for w in words if "-" in w for part in w.split("-") if part}
 

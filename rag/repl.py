@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from rag.cite import content_words
 from rag.render import print_answer, print_passages
 from rag.types import Answer, Citation, Passage
 
@@ -78,8 +79,6 @@ def clean_condensed(reply: str, question: str, previous: str | None = None) -> s
     """The standalone question from a model reply. A reply that is unusable (empty, rambling, or dropping the
     follow-up's own words, as weak models do when they answer or copy the prompt's example) falls back to the
     follow-up with the previous question in front, so retrieval still sees what the conversation is about."""
-    from rag.cite import content_words
-
     fallback = f"{previous} {question}" if previous else question
     line = next((ln.strip() for ln in reply.strip().splitlines() if ln.strip()), "")
     line = re.sub(r"^(standalone question|rewritten question|question)\s*:\s*", "", line.strip("`* "), flags=re.I)

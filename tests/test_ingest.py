@@ -113,15 +113,6 @@ def test_each_kind_of_hidden_html_is_dropped(tmp_path: Path, hidden: str) -> Non
     assert doc.text == "Before.\n\nAfter."
 
 
-def test_html_title_falls_back_to_h1_then_first_line(tmp_path: Path) -> None:
-    f = tmp_path / "a.html"
-    f.write_text("<html><body><p>Intro text.</p><h1>Main  Heading</h1><p>Body.</p></body></html>")
-    assert load(f).title == "Main Heading"
-    g = tmp_path / "b.html"
-    g.write_text("<html><body><p>First line here.</p><p>Body.</p></body></html>")
-    assert load(g).title == "First line here."
-
-
 def test_html_entities_and_whitespace_are_normalised(tmp_path: Path) -> None:
     f = tmp_path / "e.html"
     f.write_text("<p>Caf&eacute;   &amp;\n   bar&nbsp;&mdash; ok</p>\n\n\n\n<p>Next</p>", encoding="utf-8")
@@ -152,19 +143,20 @@ def test_same_text_same_hash_different_text_different_hash(tmp_path: Path) -> No
     assert a.content_hash == b.content_hash != c.content_hash
 
 
-def test_markdown_title_is_the_first_heading(tmp_path: Path) -> None:
-    f = tmp_path / "post.md"
-    f.write_text("Some preamble line\n\n## The  Heading ##\n\nBody text.\n")
-    assert load(f).title == "The  Heading"
-    g = tmp_path / "plain.md"
-    g.write_text("No heading at all\n\nBody.\n")
-    assert load(g).title == "No heading at all"
-
-
-def test_txt_title_is_the_first_line_even_if_it_starts_with_hash(tmp_path: Path) -> None:
-    f = tmp_path / "t.txt"
-    f.write_text("\n\n  First real line  \n# not a heading in a .txt\n")
-    assert load(f).title == "First real line"
+@pytest.mark.parametrize("name, content, title", [
+    # HTML: <title>, else the first <h1>, else the first line.
+    ("a.html", "<html><body><p>Intro text.</p><h1>Main  Heading</h1><p>Body.</p></body></html>", "Main Heading"),
+    ("b.html", "<html><body><p>First line here.</p><p>Body.</p></body></html>", "First line here."),
+    # Markdown: the first ATX heading (closing hashes dropped), else the first line.
+    ("post.md", "Some preamble line\n\n## The  Heading ##\n\nBody text.\n", "The  Heading"),
+    ("plain.md", "No heading at all\n\nBody.\n", "No heading at all"),
+    # Plain text: the first line, even when it starts with a hash.
+    ("t.txt", "\n\n  First real line  \n# not a heading in a .txt\n", "First real line"),
+])
+def test_title(tmp_path: Path, name: str, content: str, title: str) -> None:
+    f = tmp_path / name
+    f.write_text(content)
+    assert load(f).title == title
 
 
 def test_long_first_line_title_is_cut_at_a_word() -> None:
