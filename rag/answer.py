@@ -18,7 +18,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.chunk import count_tokens, sentence_spans
-from rag.cite import attach_marker, content_words, strip_foreign_links, verify
+from rag.cite import attach_marker, content_words, stem, strip_foreign_links, verify
 from rag.config import AnswerSettings
 from rag.embed import Embedder
 from rag.prompts import load_prompt
@@ -114,6 +114,8 @@ def analyse_question(question: str) -> Asked:
         head = _head_noun(words[words.index(m.group(1)) + 1:] if m.group(1) in words else [])
         if m.group(1) == "much" and head and head not in _MONEY:
             return Asked(None, head)  # "how much resistance": an amount in words, not a figure
+        if m.group(1) in ("large", "big", "long"):
+            return Asked("number")  # "how large an area" is answered in its unit ("square kilometers"), not "area"
         return Asked("number", head)
     if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout)\b|\bturnout\b", q):
         return Asked("number")
@@ -153,7 +155,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any((t in _MONTHS or re.fullmatch(r"\d{1,4}", t)) and t[:5] not in known for t in low)
     if asked.kind == "number":
         fits = [i for i, t in enumerate(low)
-                if (any(ch.isdigit() for ch in t) or t in _NUMBER_WORDS) and t not in known]
+                if (any(ch.isdigit() for ch in t) or t in _NUMBER_WORDS) and t not in known and not _in_date(low, i)]
     else:
         starts = {m.start() for m in _CAPITALISED.finditer(sentence)} | {m.start() for m in _ACRONYM.finditer(sentence)}
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
@@ -164,6 +166,13 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind == "number" and asked.focus and not near:
         return False  # "how many soldiers" is not answered by "100 fighters"
     return not near or any(abs(i - j) <= 4 for i in near for j in fits)
+
+
+def _in_date(low_tokens: Sequence[str], i: int) -> bool:
+    """A year, or a day next to its month ("23 May", "May 23"): a date, not a quantity."""
+    if re.fullmatch(r"(19|20)\d\d", low_tokens[i]):
+        return True
+    return any(0 <= j < len(low_tokens) and low_tokens[j] in _MONTH_NAMES for j in (i - 1, i + 1))
 
 
 def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
@@ -193,22 +202,38 @@ def question_terms(question: str) -> list[str]:
 
 
 def relation_terms(question: str) -> set[str]:
-    """Stems of the question's lower-case content words: what is asked about the names it mentions."""
-    lower = {w for w in re.findall(r"[\w'-]+", question) if w.islower()}
-    return {t[:6] for t in question_terms(question) if t in lower}
+    """Stems of the question's lower-case content words: what is asked about the names it mentions. For "how
+    many" the counted noun is left out: "26 drones shot down" does not say how many drones were launched."""
+    lower = {w for w in re.findall(r"[A-Za-z0-9]+", question) if not w[0].isupper()}  # as content_words splits
+    asked = analyse_question(question)
+    terms = [t for t in question_terms(question) if not (asked.kind == "number" and t == asked.focus)]
+    relation = {stem(t) for t in terms if t in lower}
+    if not relation and asked.kind == "number":
+        return {stem(t) for t in terms}  # "how many fighters does X have": a count of X's, so X must be named
+    return relation
 
 
 def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], float]) -> float:
     """Share of the question's word weight (idf: rare words weigh more) that the sentence contains."""
     if not terms:
         return 0.0
-    have = {w[:6] for w in content_words(sentence)}
+    have = {stem(w) for w in content_words(sentence)}
     total = sum(idf(t) for t in terms)
-    return sum(idf(t) for t in terms if t[:6] in have) / total if total else 0.0
+    return sum(idf(t) for t in terms if stem(t) in have) / total if total else 0.0
 
 
-def _is_statement(sentence: str) -> bool:
-    """Headlines and captions are not answers: a statement ends like a sentence or is long."""
+_TITLE_LOWER = frozenset("with from into over after about than that this upon onto amid".split())
+_CAPTION_LABEL = re.compile(r"^\W*(\d{1,2} \w+ \d{2,4}|\w+ \d{1,2},? \d{2,4}|[A-Z0-9 ]{3,})\s*:")
+
+
+def is_statement(sentence: str) -> bool:
+    """Headlines and captions are not answers. A statement ends like a sentence or is long, is not in Title Case
+    ("Russian Paramilitary Groups Cross Border") and does not open with a caption's label ("23 May 23: ...")."""
+    if _CAPTION_LABEL.match(sentence):
+        return False
+    long_words = [w for w in re.findall(r"[A-Za-z][\w'’-]*", sentence) if len(w) > 3 and w.lower() not in _TITLE_LOWER]
+    if len(long_words) >= 5 and all(w[0].isupper() for w in long_words):
+        return False
     return sentence.rstrip()[-1:] in '.!?"”’\'' or len(sentence.split()) >= 12
 
 
@@ -219,6 +244,7 @@ W_DENSE, W_TYPE, W_EXTRA = 0.5, 1.0, 1.0
 W_TYPED, W_ANCHORED, W_UNTYPED = 0.05, 0.15, -1.0
 # The article's date fits the year the question names (+) or names another year (-): another event, most likely.
 W_EVENT_FIT, W_EVENT_MISFIT = 0.1, 0.3
+W_EVENT_UNDATED = 0.05
 
 
 def event_fit(question: str, passage: Passage) -> float:
@@ -235,21 +261,24 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     """Source sentences of the passages, scored by meaning (cosine), rare shared words, answer type and event.
     Only the `max_candidates` most promising by words and rank are embedded: embedding is the expensive step."""
     terms = question_terms(question)
-    term_stems = {t[:6] for t in terms}
+    term_stems = {stem(t) for t in terms}
     asked = analyse_question(question)
     relation = relation_terms(question)
     pool: dict[tuple[str, int], tuple[float, float, int, str, float]] = {}
+    some_fit = any(event_fit(question, p) > 0 for p in passages)
     for n, p in enumerate(passages, start=1):
         fit = event_fit(question, p)
         fit *= W_EVENT_FIT if fit > 0 else W_EVENT_MISFIT
+        if fit == 0 and some_fit and not p.date:
+            fit = -W_EVENT_UNDATED
         for s, e in sentence_spans(p.text):
             sentence = p.text[s:e]
             words = content_words(sentence)
-            if len(words) < 3 or not _is_statement(sentence) or (p.doc, p.start + s) in pool:
+            if len(words) < 3 or not is_statement(sentence) or (p.doc, p.start + s) in pool:
                 continue  # overlapping chunks repeat sentences: score each once
             lexical = weighted_overlap(terms, sentence, idf)
             # An answer adds something to the question: a sentence made only of the question's words does not.
-            novelty = sum(w[:6] not in term_stems for w in words) / len(words)
+            novelty = sum(stem(w) not in term_stems for w in words) / len(words)
             prior = 0.5 * lexical + fit + 0.1 * novelty + 0.05 / n
             pool[(p.doc, p.start + s)] = (prior, lexical, n, sentence, fit + 0.05 * novelty)
     ranked = sorted(pool.values(), key=lambda t: -t[0])[:max_candidates]
@@ -257,12 +286,12 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         return []
     vectors = embed_cached(embedder, [t[3] for t in ranked])
     out = []
-    for (_, lexical, n, text, extra), v in zip(ranked, vectors, strict=False):
+    for (_, lexical, n, text, extra), v in zip(ranked, vectors, strict=True):
         if asked.kind == "description":
             typed = W_ANCHORED if _DESCRIBED.search(text) else 0.0
         elif asked.kind and not has_answer_of_type(asked, text, question):
             typed = W_UNTYPED
-        elif asked.kind == "name" and relation and not relation & {w[:6] for w in content_words(text)}:
+        elif asked.kind in ("name", "number") and relation and not relation & {stem(w) for w in content_words(text)}:
             typed = W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
         elif asked.kind:
             typed = W_ANCHORED if names_focus(asked, text) else W_TYPED

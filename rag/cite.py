@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+
+import Stemmer
 
 from rag.chunk import sentence_spans
 from rag.types import Citation, Passage
@@ -16,6 +19,7 @@ _STOP = frozenset("""a an the and or but of to in on at by for with from as is a
 that these those there their they them he she his her we our you your i not no yes do does did have has had will would
 can could should may might what which who whom whose when where why how than then so such also into over under about
 after before during between against any all some more most other only own same too very just said says say""".split())
+_STEMMER = Stemmer.Stemmer("english")
 _URL = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)|https?://[^\s)\]>]+")
 
 
@@ -39,16 +43,18 @@ def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOP and (len(w) > 2 or w.isdigit())]
 
 
-def _stem(word: str) -> str:
-    return word[:6] if not word.isdigit() else word
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """Snowball's English stem: "groups" and "group", "repelled" and "repelling" meet; figures stay whole."""
+    return word if word.isdigit() else _STEMMER.stemWord(word.lower())
 
 
 def overlap(claim: str, support: str) -> float:
     """Share of the claim's content words (lightly stemmed) that the supporting text contains."""
-    want = {_stem(w) for w in content_words(claim)}
+    want = {stem(w) for w in content_words(claim)}
     if not want:
         return 0.0
-    have = {_stem(w) for w in content_words(support)}
+    have = {stem(w) for w in content_words(support)}
     return len(want & have) / len(want)
 
 

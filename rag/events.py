@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date as Date
 
-from rag.cite import content_words
+from rag.cite import content_words, stem
 
 
 def parse_date(value: str | None) -> Date | None:
@@ -22,8 +22,8 @@ def parse_date(value: str | None) -> Date | None:
 
 
 def tfidf_vectors(texts: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Unit TF-IDF vectors over lightly stemmed content words (sublinear tf, smoothed idf over these texts)."""
-    tf = {d: Counter(w[:6] for w in content_words(t)) for d, t in texts.items()}
+    """Unit TF-IDF vectors over stemmed content words (sublinear tf, smoothed idf over these texts)."""
+    tf = {d: Counter(stem(w) for w in content_words(t)) for d, t in texts.items()}
     df = Counter(w for counts in tf.values() for w in counts)
     n = len(texts)
     out = {}

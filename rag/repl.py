@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rag.cite import content_words
+from rag.cite import content_words, stem
 from rag.render import print_answer, print_passages
 from rag.types import Answer, Citation, Passage
 
@@ -85,8 +85,8 @@ def clean_condensed(reply: str, question: str, previous: str | None = None) -> s
     line = line.strip().strip('"“”\'`').strip()
     if not line or len(line) > max(300, 4 * len(question)):
         return fallback
-    wanted = {w[:6] for w in content_words(question)}
-    kept = wanted & {w[:6] for w in content_words(line)}
+    wanted = {stem(w) for w in content_words(question)}
+    kept = wanted & {stem(w) for w in content_words(line)}
     if wanted and len(kept) < len(wanted) / 2:
         return fallback
     return line

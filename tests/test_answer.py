@@ -18,6 +18,7 @@ from rag.answer import (
     Asked,
     analyse_question,
     has_answer_of_type,
+    is_statement,
     names_focus,
     pack,
     relation_terms,
@@ -475,8 +476,45 @@ def test_names_focus() -> None:
 
 
 def test_relation_terms_are_what_the_question_asks_about_its_names() -> None:
-    assert relation_terms("Who commands the Russian Volunteer Corps?") == {"comman"}
-    assert relation_terms("Who is the governor of the Kursk region?") == {"govern", "region"}
+    assert relation_terms("Who commands the Russian Volunteer Corps?") == {"command"}
+    assert relation_terms("Who is the governor of the Kursk region?") == {"governor", "region"}
+    assert relation_terms("Which regions were hit by the cross-border raids?") == {"region", "hit", "cross", "border",
+                                                                                   "raid"}
+    # "how many drones": the counted noun is not what is asked about the drones
+    assert relation_terms("How many drones did Ukraine launch in total?") == {"launch", "total"}
+    # nothing lower-case left: the count belongs to the names, which must then be there
+    assert relation_terms("How many fighters does the Siberian Battalion have?") == {"siberian", "battalion"}
+
+
+def test_a_figure_for_another_act_or_owner_is_no_count() -> None:
+    passages = passages_from_text("a.txt", "The ministry announced it shot down 26 drones over seven regions. "
+                                           "More than 100 Ukrainian fighters were allegedly killed.")
+    embedder = FakeEmbedder()
+    for q in ("How many drones did Ukraine launch in total?", "How many fighters does the Siberian Battalion have?"):
+        scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+        assert scored and all(c.score < 0 for c in scored), q
+    q = "How many drones were shot down?"
+    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    assert scored[0].score > 0 and "26 drones" in scored[0].text
+
+
+@pytest.mark.parametrize(("sentence", "statement"), [
+    ("23 May 23: Fighters of the Legion operating inside Russian territory.", False),  # a photo caption
+    ("DEFECTORS IN ACTION: Russian Paramilitary Groups Cross Border to Challenge Putin's Rule", False),
+    ("Russian Volunteer Corps and Freedom of Russia Legion Claim New Raid Into Belgorod Region Today", False),
+    ("Kursk Governor Roman Starovoyt told reporters there was a battle.", True),
+    ("The Freedom of Russia Legion said so.", True),
+    ("Note: the figures are estimates.", True),
+])
+def test_headlines_and_captions_are_not_statements(sentence: str, statement: bool) -> None:
+    assert is_statement(sentence) is statement
+
+
+def test_dates_are_not_quantities() -> None:
+    asked = analyse_question("How large an area did the fighting cover?")
+    assert asked == Asked("number")  # measured in its unit, not in "areas"
+    assert not has_answer_of_type(asked, "On 23 May 2023 the fighting spread.", "How large an area?")
+    assert has_answer_of_type(asked, "It covered hundreds of square kilometers.", "How large an area?")
 
 
 def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
@@ -489,3 +527,18 @@ def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
     q = "Who was working with the Russian Volunteer Corps?"
     scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
     assert scored and scored[0].score > 0.3
+
+
+def test_an_article_dated_in_the_asked_year_beats_an_undated_one() -> None:
+    """Same sentence, two articles: the one dated in the year the question names is the likelier source."""
+    import dataclasses
+
+    text = "Fighters crossed into the Belgorod region and captured a town."
+    undated = passages_from_text("undated.txt", text)
+    dated = [dataclasses.replace(p, doc="dated.txt", date="2023-05-22") for p in passages_from_text("dated.txt", text)]
+    embedder = FakeEmbedder()
+    q = "What did the fighters capture in the May 2023 incursion?"
+    scored = score_sentences(q, embedder.embed_query(q), undated + dated, embedder, lambda _: 1.0)
+    assert len(scored) == 2 and scored[0].passage == 2 and scored[0].score > scored[1].score
+    alone = score_sentences(q, embedder.embed_query(q), undated, embedder, lambda _: 1.0)
+    assert alone[0].score > scored[1].score  # undated costs only when a dated article fits the question
