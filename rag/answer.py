@@ -330,10 +330,32 @@ def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_re
     return chosen
 
 
+_SECOND_ASK = re.compile(r",? and (how|what|which|who|whom|when|where|why)\b", re.I)
+
+
+def question_parts(question: str) -> list[str]:
+    """A question that asks two things ("what did they launch and how many were downed?") as its two asks, each
+    answered on its own; any other question as itself."""
+    m = _SECOND_ASK.search(question)
+    if not m:
+        return [question]
+    parts = [question[:m.start()].rstrip(" ,") + "?", question[m.start(1):]]
+    # "Who said it and when?": a bare "when" means nothing alone, so the question stays whole
+    return parts if all(question_terms(p) for p in parts) else [question]
+
+
 def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
                       idf: Callable[[str], float], settings: AnswerSettings) -> str:
-    chosen = select_sentences(score_sentences(question, q_vec, passages, embedder, idf), settings.max_sentences,
-                              settings.min_relevance, settings.margin)
+    parts = question_parts(question)
+    if len(parts) == 1:
+        chosen = select_sentences(score_sentences(question, q_vec, passages, embedder, idf), settings.max_sentences,
+                                  settings.min_relevance, settings.margin)
+    else:  # the best sentence for each ask, the same one only once
+        chosen = []
+        for part in parts:
+            best = select_sentences(score_sentences(part, embedder.embed_query(part), passages, embedder, idf), 1,
+                                    settings.min_relevance, settings.margin)
+            chosen += [c for c in best if c.text not in {o.text for o in chosen}]
     if not chosen:
         return CANNOT_ANSWER
     return " ".join(attach_marker(c.text, f"[{c.passage}]") for c in chosen)

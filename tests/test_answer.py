@@ -21,6 +21,7 @@ from rag.answer import (
     is_statement,
     names_focus,
     pack,
+    question_parts,
     relation_terms,
     render_passages,
     score_sentences,
@@ -283,6 +284,28 @@ def test_extractive_abstains_below_min_relevance(passages: list[Passage]) -> Non
                         backend="extractive")
     answer = chain.ask("How many drones did the Russian Defense Ministry shoot down?")
     assert answer.abstained and answer.text == CANNOT_ANSWER and answer.citations == ()
+
+
+@pytest.mark.parametrize(("question", "parts"), [
+    ("What else did the military launch and how many were downed?",
+     ["What else did the military launch?", "how many were downed?"]),
+    ("What date and weekday did the attacks begin?", ["What date and weekday did the attacks begin?"]),
+    ("Who said it and when?", ["Who said it and when?"]),  # "when?" alone asks nothing
+])
+def test_question_parts(question: str, parts: list[str]) -> None:
+    assert question_parts(question) == parts
+
+
+def test_a_two_part_question_gets_a_sentence_for_each_part() -> None:
+    text = ("Besides the militia raids, the military also launched a series of drone strikes. "
+            "Officials said the weather was cold. The ministry said it shot down 26 drones.")
+    embedder = FakeEmbedder()
+    chain = AnswerChain(FakeRetriever(passages_from_text("a.txt", text), embedder), AnswerSettings(min_relevance=0.2),
+                        backend="extractive")
+    answer = chain.ask("Besides the militia raids, what else did the military launch and how many were downed?")
+    quotes = [c.quote for c in answer.citations]
+    assert any("drone strikes" in q for q in quotes) and any("26 drones" in q for q in quotes)
+    assert not any("weather" in q for q in quotes)
 
 
 # -- integration: extractive answers on the seed corpus ---------------------------------------------------------
