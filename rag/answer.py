@@ -165,7 +165,25 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     near = _focus_positions(asked, low)
     if asked.kind == "number" and asked.focus and not near:
         return False  # "how many soldiers" is not answered by "100 fighters"
+    if near and _owned_by_another(asked, question, sentence, near):
+        return False
     return not near or any(abs(i - j) <= 4 for i in near for j in fits)
+
+
+def _owned_by_another(asked: Asked, question: str, sentence: str, near: Sequence[int]) -> bool:
+    """The question ties its noun to a name ("the governor of the Belgorod region", "the Belgorod governor") and
+    the sentence ties it to another one ("Kursk Governor Roman Starovoyt"): another governor, so no answer."""
+    def owner_names(tokens: Sequence[str], at: Sequence[int], after: bool) -> set[str]:
+        spots = [i - 1 for i in at] + ([j for i in at for j in (i + 2, i + 3)
+                                       if i + 1 < len(tokens) and tokens[i + 1] == "of"] if after else [])
+        return {tokens[j][:5].lower() for j in spots
+                if 0 <= j < len(tokens) and tokens[j][0].isupper() and content_words(tokens[j])}
+
+    q_tokens = _TOKEN.findall(question)
+    owners = owner_names(q_tokens, _focus_positions(asked, [t.lower() for t in q_tokens]), after=True)
+    # In the sentence only the name before the noun: "the villages of Kozinka" names the answer, not an owner.
+    theirs = owner_names(_TOKEN.findall(sentence), near, after=False)
+    return bool(owners and theirs) and not owners & theirs
 
 
 def _in_date(low_tokens: Sequence[str], i: int) -> bool:
