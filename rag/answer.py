@@ -261,8 +261,8 @@ W_DENSE, W_TYPE, W_EXTRA = 0.5, 1.0, 1.0
 # ("the villages of Kozinka") or that reports a description ("called them ...") is the likeliest answer.
 W_TYPED, W_ANCHORED, W_UNTYPED = 0.05, 0.15, -1.0
 # The article's date fits the year the question names (+) or names another year (-): another event, most likely.
-W_EVENT_FIT, W_EVENT_MISFIT = 0.1, 0.3
-W_EVENT_UNDATED = 0.05
+# An undated article yields a little to one dated in that year: the dated one surely tells of the asked event.
+W_EVENT_FIT, W_EVENT_MISFIT, W_EVENT_UNDATED = 0.1, 0.3, 0.05
 
 
 def event_fit(question: str, passage: Passage) -> float:

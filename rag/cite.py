@@ -50,7 +50,7 @@ def stem(word: str) -> str:
 
 
 def overlap(claim: str, support: str) -> float:
-    """Share of the claim's content words (lightly stemmed) that the supporting text contains."""
+    """Share of the claim's content words (stemmed) that the supporting text contains."""
     want = {stem(w) for w in content_words(claim)}
     if not want:
         return 0.0
