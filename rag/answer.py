@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,7 @@ def _head_noun(words: Sequence[str]) -> str | None:
     return phrase[-1] if phrase else None
 
 
+@lru_cache(maxsize=256)  # asked for again by every step that scores the question's candidate sentences
 def analyse_question(question: str) -> Asked:
     """The expected answer type, read off the question's wording."""
     q = question.lower().strip()
@@ -132,11 +134,12 @@ def analyse_question(question: str) -> Asked:
     return Asked(None)
 
 
-def _stems(text: str) -> set[str]:
+@lru_cache(maxsize=256)
+def _stems(text: str) -> frozenset[str]:
     """Word stems of the question, hyphenated words also by their parts ("US-made" names "US"). Five letters,
     not the six of content-word stems: a name must match across "Russia" / "Russian" / "Russia's"."""
     words = re.findall(r"[\w-]+", text.lower())
-    return {w[:5] for w in words} | {part[:5] for w in words if "-" in w for part in w.split("-") if part}
+    return frozenset({w[:5] for w in words} | {part[:5] for w in words if "-" in w for part in w.split("-") if part})
 
 
 def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
@@ -146,7 +149,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind in (None, "description"):
         return True
     known = _stems(question)
-    low = [t.lower() for t in _TOKEN.findall(sentence)]
+    tokens = _TOKEN.findall(sentence)
+    low = [t.lower() for t in tokens]
     if asked.kind == "weekday":
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":
@@ -165,24 +169,33 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     near = _focus_positions(asked, low)
     if asked.kind == "number" and asked.focus and not near:
         return False  # "how many soldiers" is not answered by "100 fighters"
-    if near and _owned_by_another(asked, question, sentence, near):
+    if near and _owned_by_another(asked, question, tokens, near):
         return False
     return not near or any(abs(i - j) <= 4 for i in near for j in fits)
 
 
-def _owned_by_another(asked: Asked, question: str, sentence: str, near: Sequence[int]) -> bool:
-    """The question ties its noun to a name ("the governor of the Belgorod region", "the Belgorod governor") and
-    the sentence ties it to another one ("Kursk Governor Roman Starovoyt"): another governor, so no answer."""
-    def owner_names(tokens: Sequence[str], at: Sequence[int], after: bool) -> set[str]:
-        spots = [i - 1 for i in at] + ([j for i in at for j in (i + 2, i + 3)
-                                       if i + 1 < len(tokens) and tokens[i + 1] == "of"] if after else [])
-        return {tokens[j][:5].lower() for j in spots
-                if 0 <= j < len(tokens) and tokens[j][0].isupper() and content_words(tokens[j])}
+def _owner_names(tokens: Sequence[str], at: Sequence[int], after: bool) -> set[str]:
+    """Names tied to the noun at positions `at`: right before it ("Kursk Governor") and, when `after`, after its
+    "of" ("the governor of the Belgorod region")."""
+    spots = [i - 1 for i in at]
+    if after:
+        spots += [j for i in at if i + 1 < len(tokens) and tokens[i + 1] == "of" for j in (i + 2, i + 3)]
+    return {tokens[j][:5].lower() for j in spots
+            if 0 <= j < len(tokens) and tokens[j][0].isupper() and content_words(tokens[j])}
 
-    q_tokens = _TOKEN.findall(question)
-    owners = owner_names(q_tokens, _focus_positions(asked, [t.lower() for t in q_tokens]), after=True)
-    # In the sentence only the name before the noun: "the villages of Kozinka" names the answer, not an owner.
-    theirs = owner_names(_TOKEN.findall(sentence), near, after=False)
+
+@lru_cache(maxsize=256)
+def _question_owners(asked: Asked, question: str) -> frozenset[str]:
+    tokens = _TOKEN.findall(question)
+    return frozenset(_owner_names(tokens, _focus_positions(asked, [t.lower() for t in tokens]), after=True))
+
+
+def _owned_by_another(asked: Asked, question: str, tokens: Sequence[str], near: Sequence[int]) -> bool:
+    """The question ties its noun to a name ("the governor of the Belgorod region", "the Belgorod governor") and
+    the sentence (its `tokens`) ties it to another one ("Kursk Governor Roman Starovoyt"): another governor, so no
+    answer. In the sentence only the name before the noun counts: "the villages of Kozinka" names the answer."""
+    owners = _question_owners(asked, question)
+    theirs = _owner_names(tokens, near, after=False)
     return bool(owners and theirs) and not owners & theirs
 
 
@@ -265,13 +278,16 @@ W_TYPED, W_ANCHORED, W_UNTYPED = 0.05, 0.15, -1.0
 W_EVENT_FIT, W_EVENT_MISFIT, W_EVENT_UNDATED = 0.1, 0.3, 0.05
 
 
-def event_fit(question: str, passage: Passage) -> float:
-    """+1 when the question names the year (and month) of the passage's document date, -1 when it names another
-    year, 0 when either says nothing: 'the May 2023 incursion' should not be answered from a 2024 article."""
-    years = re.findall(r"\b(19\d\d|20\d\d)\b", question)
-    if not years or not passage.date:
-        return 0.0
-    return 1.0 if passage.date[:4] in years else -1.0
+def event_weights(question: str, passages: Sequence[Passage]) -> list[float]:
+    """Per passage, how its article's date fits the year the question names: 'the May 2023 incursion' should not
+    be answered from a 2024 article, and an undated article yields a little to one dated in 2023. Zero when the
+    question names no year."""
+    years = set(re.findall(r"\b(19\d\d|20\d\d)\b", question))
+    if not years:
+        return [0.0] * len(passages)
+    fits = [p.date[:4] in years if p.date else None for p in passages]
+    undated = -W_EVENT_UNDATED if any(fits) else 0.0
+    return [undated if fit is None else W_EVENT_FIT if fit else -W_EVENT_MISFIT for fit in fits]
 
 
 def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
@@ -283,12 +299,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     asked = analyse_question(question)
     relation = relation_terms(question)
     pool: dict[tuple[str, int], tuple[float, float, int, str, float]] = {}
-    some_fit = any(event_fit(question, p) > 0 for p in passages)
-    for n, p in enumerate(passages, start=1):
-        fit = event_fit(question, p)
-        fit *= W_EVENT_FIT if fit > 0 else W_EVENT_MISFIT
-        if fit == 0 and some_fit and not p.date:
-            fit = -W_EVENT_UNDATED
+    for n, (p, fit) in enumerate(zip(passages, event_weights(question, passages), strict=True), start=1):
         for s, e in sentence_spans(p.text):
             sentence = p.text[s:e]
             words = content_words(sentence)

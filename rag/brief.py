@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag.answer import embed_cached, render_passages
-from rag.chunk import count_tokens, sentence_spans
+from rag.answer import embed_cached, pack, render_passages
+from rag.chunk import sentence_spans
 from rag.cite import attach_marker, content_words, overlap, parse_claims, verify
 from rag.events import group_events, parse_date
 from rag.types import Citation, Passage
@@ -254,6 +254,11 @@ _DANGLING = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Them|He|She|H
                        r"Furthermore|Moreover|However|But|And|Also|Amidst|As the|As Russia|Whether|Clearly)\b")
 
 
+def _dangling_penalty(c: Candidate) -> float:
+    """A sentence that leans on the one before ("This ...", "They ...") reads badly on its own."""
+    return 0.06 if _DANGLING.match(c.text) else 0.0
+
+
 # -- gathering material -------------------------------------------------------------------------------------------
 
 
@@ -451,7 +456,7 @@ def candidates(material: Material, embedder: Any, min_doc_relevance: float = MIN
             others = np.delete(sims[i], i)
             c.centrality = float(others.mean()) if len(others) else 0.0
     for c in pool:
-        c.score = 0.6 * c.relevance + 0.4 * c.centrality - (0.06 if _DANGLING.match(c.text) else 0.0)
+        c.score = 0.6 * c.relevance + 0.4 * c.centrality - _dangling_penalty(c)
     # A document speaks to the topic when at least one of its sentences clearly does; the others stay out.
     best: dict[str, float] = defaultdict(float)
     for c in pool:
@@ -557,7 +562,7 @@ def _overview_score(c: Candidate) -> float:
 
 def _point_rank(c: Candidate) -> float:
     """Within an aspect: relevant to the topic, on the aspect, central to the event."""
-    return 0.6 * c.relevance + 0.7 * c.aspect_score + 0.2 * c.centrality - (0.06 if _DANGLING.match(c.text) else 0)
+    return 0.6 * c.relevance + 0.7 * c.aspect_score + 0.2 * c.centrality - _dangling_penalty(c)
 
 
 def _doc_day(material: Material, doc: str) -> str:
@@ -773,14 +778,7 @@ def map_plan(material: Material, docs: Iterable[str] | None = None, budget_token
     order = order[:max_docs]
     plan = []
     for doc in order:
-        kept: list[Passage] = []
-        used = 0
-        for p in by_doc[doc]:  # best first, then put back in reading order
-            cost = count_tokens(p.text) + 20
-            if kept and used + cost > budget_tokens:
-                break
-            kept.append(p)
-            used += cost
+        kept = pack(by_doc[doc], budget_tokens)  # best first, then put back in reading order
         event = material.events[material.event_of.get(doc, 0)].heading if material.events else ""
         plan.append(MapInput(doc, material.titles.get(doc, doc), material.dates.get(doc), event,
                              tuple(sorted(kept, key=lambda p: p.start))))

@@ -75,11 +75,10 @@ def group_events(docs: Sequence[str], dates: Mapping[str, str | None], texts: Ma
             d = parent[d]
         return d
 
-    # dated documents of one event are one component from the start
-    for d in cluster:
-        for e in cluster:
-            if cluster[d] == cluster[e] and find(d) != find(e):
-                parent[find(e)] = find(d)
+    # dated documents of one event are one component from the start: each hangs under the event's first document
+    first_doc: dict[int, str] = {}
+    for d, c in cluster.items():
+        parent[d] = first_doc.setdefault(c, d)
     for sim, a, b in pairs:
         if sim < min_similarity:
             break
