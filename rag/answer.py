@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -174,28 +174,26 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     return not near or any(abs(i - j) <= 4 for i in near for j in fits)
 
 
-def _owner_names(tokens: Sequence[str], at: Sequence[int], after: bool) -> set[str]:
-    """Names tied to the noun at positions `at`: right before it ("Kursk Governor") and, when `after`, after its
-    "of" ("the governor of the Belgorod region")."""
-    spots = [i - 1 for i in at]
-    if after:
-        spots += [j for i in at if i + 1 < len(tokens) and tokens[i + 1] == "of" for j in (i + 2, i + 3)]
+def _names_at(tokens: Sequence[str], spots: Iterable[int]) -> set[str]:
     return {tokens[j][:5].lower() for j in spots
             if 0 <= j < len(tokens) and tokens[j][0].isupper() and content_words(tokens[j])}
 
 
 @lru_cache(maxsize=256)
 def _question_owners(asked: Asked, question: str) -> frozenset[str]:
+    """Names the question ties its noun to with "of": "the governor of the Belgorod region". A name before the
+    noun is left out: in "Which Russian regions" it says what kind of region, not whose."""
     tokens = _TOKEN.findall(question)
-    return frozenset(_owner_names(tokens, _focus_positions(asked, [t.lower() for t in tokens]), after=True))
+    at = _focus_positions(asked, [t.lower() for t in tokens])
+    return frozenset(_names_at(tokens, [j for i in at if i + 1 < len(tokens) and tokens[i + 1] == "of"
+                                        for j in (i + 2, i + 3)]))
 
 
 def _owned_by_another(asked: Asked, question: str, tokens: Sequence[str], near: Sequence[int]) -> bool:
-    """The question ties its noun to a name ("the governor of the Belgorod region", "the Belgorod governor") and
-    the sentence (its `tokens`) ties it to another one ("Kursk Governor Roman Starovoyt"): another governor, so no
-    answer. In the sentence only the name before the noun counts: "the villages of Kozinka" names the answer."""
+    """The question ties its noun to a name ("the governor of the Belgorod region") and the sentence (its
+    `tokens`) puts another name before it ("Kursk Governor Roman Starovoyt"): another governor, so no answer."""
     owners = _question_owners(asked, question)
-    theirs = _owner_names(tokens, near, after=False)
+    theirs = _names_at(tokens, [i - 1 for i in near])
     return bool(owners and theirs) and not owners & theirs
 
 

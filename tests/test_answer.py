@@ -577,6 +577,7 @@ def test_an_article_dated_in_the_asked_year_beats_an_undated_one() -> None:
     ("Which villages of Belgorod did the corps take?", "They took the villages of Kozinka and Gora-Podol.", True),
     ("How many attacking fighters did Russia claim were killed?",
      "More than 100 Ukrainian fighters were allegedly killed.", True),  # "Russia" claims, it does not own them
+    ("Which Russian regions were hit by the raids?", "They crossed into the Belgorod and Kursk regions.", True),
 ])
 def test_a_noun_tied_to_another_name_is_another_thing(question: str, sentence: str, answers: bool) -> None:
     assert has_answer_of_type(analyse_question(question), sentence, question) is answers
