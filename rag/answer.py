@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.chunk import count_tokens, sentence_spans
-from rag.cite import attach_marker, content_words, stem, strip_foreign_links, verify
+from rag.cite import STOPWORDS, attach_marker, content_words, stem, strip_foreign_links, verify
 from rag.config import AnswerSettings
 from rag.embed import Embedder
 from rag.prompts import load_prompt
@@ -163,7 +164,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     else:
         starts = {m.start() for m in _CAPITALISED.finditer(sentence)} | {m.start() for m in _ACRONYM.finditer(sentence)}
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
-        fits = [i for i, (t, at) in enumerate(zip(low, offsets, strict=True)) if at in starts and t[:5] not in known]
+        fits = [i for i, (t, at) in enumerate(zip(low, offsets, strict=True))
+                if at in starts and t[:5] not in known and t not in _MONTHS and not _describes(tokens, i, known)]
     if not fits:
         return False
     near = _focus_positions(asked, low)
@@ -171,7 +173,26 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return False  # "how many soldiers" is not answered by "100 fighters"
     if near and _owned_by_another(asked, question, tokens, near):
         return False
-    return not near or any(abs(i - j) <= 4 for i in near for j in fits)
+    if not near:
+        return True
+    # distance in content words: "a separate group identifying itself as the Russian Volunteer Corps" is close
+    place = list(accumulate(t not in STOPWORDS for t in low))
+    return any(abs(place[i] - place[j]) <= 3 for i in near for j in fits)
+
+
+_DEMONYM = re.compile(r"[A-Z][a-z]+(ian|ican|ean|ese|ish)$")
+
+
+def _describes(tokens: Sequence[str], i: int, known: frozenset[str]) -> bool:
+    """The capitalised token i names no new thing: a nationality before a noun ("the Ukrainian border"), a name
+    made into an adjective ("Ukrainian-backed militias"), or the tail of a name the question gave ("Belgorod
+    Oblast" when the question says "Belgorod")."""
+    token = tokens[i]
+    if "-" in token and token.rsplit("-", 1)[1].islower():
+        return True
+    if _DEMONYM.match(token) and i + 1 < len(tokens) and tokens[i + 1][0].islower():
+        return True
+    return i > 0 and tokens[i - 1][0].isupper() and tokens[i - 1][:5].lower() in known
 
 
 def _names_at(tokens: Sequence[str], spots: Iterable[int]) -> set[str]:

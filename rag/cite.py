@@ -15,10 +15,13 @@ from rag.types import Citation, Passage
 MARKER = re.compile(r"\[(\s*[^\[\]\n]{1,20}?\s*)\]")  # anything bracketed and short: validated below
 _NUMBERS = re.compile(r"^\s*\d+(\s*[,;]\s*\d+)*\s*$")
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("""a an the and or but of to in on at by for with from as is are was were be been being it its this
-that these those there their they them he she his her we our you your i not no yes do does did have has had will would
-can could should may might what which who whom whose when where why how than then so such also into over under about
-after before during between against any all some more most other only own same too very just said says say""".split())
+STOPWORDS = frozenset("""
+a an the and or but of to in on at by for with from as is are was were be been being it its this that these
+those there their they them he she his her we our you your i not no yes do does did have has had will would
+can could should may might what which who whom whose when where why how than then so such also into over under
+about after before during between against any all some more most other only own same too very just said says
+say
+""".split())
 _STEMMER = Stemmer.Stemmer("english")
 _URL = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)|https?://[^\s)\]>]+")
 
@@ -40,7 +43,7 @@ class Verified:
 
 
 def content_words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and (len(w) > 2 or w.isdigit())]
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 2 or w.isdigit())]
 
 
 @lru_cache(maxsize=65536)

@@ -581,3 +581,23 @@ def test_an_article_dated_in_the_asked_year_beats_an_undated_one() -> None:
 ])
 def test_a_noun_tied_to_another_name_is_another_thing(question: str, sentence: str, answers: bool) -> None:
     assert has_answer_of_type(analyse_question(question), sentence, question) is answers
+
+
+@pytest.mark.parametrize(("question", "sentence", "answers"), [
+    # a nationality before a noun, or made into an adjective, names no one
+    ("What is the name of the border village the militias took?",
+     "Ukrainian-backed militias have launched attacks on Russian border regions.", False),
+    ("Which groups carried out the incursion into Belgorod?",
+     "The incursion reached the city of Belgorod, in Belgorod Oblast near the Ukrainian border.", False),
+    # ... but opens a name when a capitalised word follows
+    ("Which groups carried out the incursion?", "It was the Russian Volunteer Corps.", True),
+    # a month is a date, not a name: "On March 12, the groups" names no group
+    ("Which groups joined the raids?", "On March 12, the groups claimed to have launched incursions.", False),
+    # near the asked noun counts in content words: "itself as the" keeps "group" and its name apart by one word
+    ("Which groups carried out the incursion?",
+     "A separate group identifying itself as the Russian Volunteer Corps claimed villages.", True),
+    ("Which groups carried out the incursion?",
+     "The groups claimed it had launched a long and costly series of incursions into Russia.", False),
+])
+def test_what_counts_as_a_new_name(question: str, sentence: str, answers: bool) -> None:
+    assert has_answer_of_type(analyse_question(question), sentence, question) is answers
