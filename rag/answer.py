@@ -120,7 +120,7 @@ def analyse_question(question: str) -> Asked:
         if m.group(1) in ("large", "big", "long"):
             return Asked("number")  # "how large an area" is answered in its unit ("square kilometers"), not "area"
         return Asked("number", head)
-    if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout)\b|\bturnout\b", q):
+    if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout|losses|casualties|toll)\b|\bturnout\b", q):
         return Asked("number")
     if re.match(r"how (did|do|does|was|were|is|are)\b", q) and _DESCRIBE_Q.search(q):
         return Asked("description")

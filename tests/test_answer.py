@@ -462,6 +462,9 @@ def test_ask_empty_question_exits_2(seed_home: Path) -> None:
     ("In which month did the earlier attack take place?", "month", None),
     ("On what date did the militias begin?", "date", None),
     ("How did the Kremlin describe the fighters?", "description", None),
+    # losses and casualties are counted: "more than 100 fighters", "six tanks"
+    ("What losses did Russia claim to have inflicted on the attackers?", "number", None),
+    ("What casualties did the raid cause?", "number", None),
     ("What did the schools do?", None, None),
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
