@@ -79,7 +79,8 @@ _CURRENCY = frozenset("dollars euros pounds rubles roubles hryvnias yuan yen $".
 # "How did X describe Y": the answer is what a source called it.
 _DESCRIBE_Q = re.compile(r"\b(describe|characteri[sz]e|call|label|define|portray|term)\b", re.I)
 _DESCRIBED = re.compile(r"\b(call(ed|s|ing)?|describ(ed|es|ing)|defin(ed|es|ing)|characteri[sz](ed|es|ing)|"
-                        r"label+(ed|s|ing)?|brand(ed|s|ing)|term(ed|s)|dub(bed|s)|portray(ed|s))\b", re.I)
+                        r"label+(ed|s|ing)?|brand(ed|s|ing)|term(ed|s)|dub(bed|s)|portray(ed|s)|"
+                        r"refer(red|s)? to|regard(ed|s)?)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ def analyse_question(question: str) -> Asked:
     m = re.search(r"\bwhat is the name of (the |a )?([\w' -]+)", q)
     if m:
         return Asked("name", _head_noun(m.group(2).split()))
+    # "What did they say their mission was", "what are the aims of ...": a description of the noun named
+    m = re.search(r"\b(their|its|his|her) ([\w-]+) (is|are|was|were)\b|^what (is|are|was|were) the ([\w' -]+?) of\b", q)
+    if m and q.startswith("what"):
+        return Asked(None, m.group(2) or _head_noun(m.group(5).split()))
     m = re.search(r"\bwhich ([\w' -]+)", q)
     if m:
         return Asked("name", _head_noun(m.group(1).split()))
@@ -336,15 +341,15 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     out = []
     for (_, lexical, n, text, extra), v in zip(ranked, vectors, strict=True):
         if asked.kind == "description":
-            typed = W_ANCHORED if _DESCRIBED.search(text) else 0.0
+            typed = W_ANCHORED if _DESCRIBED.search(text) else -W_ANCHORED  # reports no description
         elif asked.kind and not has_answer_of_type(asked, text, question):
             typed = W_UNTYPED
         elif asked.kind in ("name", "number") and relation and not relation & {stem(w) for w in content_words(text)}:
             typed = W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
         elif asked.kind:
             typed = W_ANCHORED if names_focus(asked, text) else W_TYPED
-        else:
-            typed = 0.0
+        else:  # "what did they say their mission was": the sentence that names the mission
+            typed = W_ANCHORED - W_TYPED if asked.focus and names_focus(asked, text) else 0.0
         score = W_DENSE * float(v @ q_vec) + (1 - W_DENSE) * lexical + W_TYPE * typed + W_EXTRA * extra + 0.01 / n
         out.append(Candidate(n, text, score, v))
     return sorted(out, key=lambda c: -c.score)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from rag.answer import (
     CANNOT_ANSWER,
+    W_ANCHORED,
     AnswerChain,
     Asked,
     analyse_question,
@@ -604,3 +605,24 @@ def test_a_noun_tied_to_another_name_is_another_thing(question: str, sentence: s
 ])
 def test_what_counts_as_a_new_name(question: str, sentence: str, answers: bool) -> None:
     assert has_answer_of_type(analyse_question(question), sentence, question) is answers
+
+
+def test_how_they_described_it_is_answered_by_a_description() -> None:
+    passages = passages_from_text("a.txt", "Two Russian groups crossed into the Belgorod region and fought there. "
+                                           "The Kremlin called the fighters a sabotage group.")
+    embedder = FakeEmbedder()
+    q = "How did the Kremlin describe the fighters who crossed into Belgorod?"
+    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    # a sentence that reports no description loses what one that reports it gains
+    assert "called" in scored[0].text and scored[0].score - scored[1].score > 2 * W_ANCHORED
+
+
+def test_a_what_question_about_their_noun_wants_the_sentence_that_names_it() -> None:
+    assert analyse_question("What did the groups say their mission was?") == Asked(None, "mission")
+    assert analyse_question("What are the stated aims of the opposition forces?") == Asked(None, "aims")
+    passages = passages_from_text("a.txt", "Paramilitary groups mounted a series of attacks on Russian soil. "
+                                           "The groups declared that their mission was to usher in freedom.")
+    embedder = FakeEmbedder()
+    q = "What did the paramilitary groups say their mission was in the attacks?"
+    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    assert "mission" in scored[0].text
