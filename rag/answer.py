@@ -171,7 +171,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
         fits = [i for i, (t, at) in enumerate(zip(low, offsets, strict=True))
                 if at in starts and t[:5] not in known and t not in _MONTHS
-                and not _describes(tokens, i, _question_names(question))]
+                and not _describes(tokens, i, _question_names(question), bool(asked.focus))]
     if not fits:
         return False
     near = _focus_positions(asked, low)
@@ -194,15 +194,16 @@ def _question_names(question: str) -> frozenset[str]:
     return frozenset(m.group()[:5].lower() for m in [*_CAPITALISED.finditer(question), *_ACRONYM.finditer(question)])
 
 
-def _describes(tokens: Sequence[str], i: int, names: frozenset[str]) -> bool:
-    """The capitalised token i names no new thing: a nationality before a noun ("the Ukrainian border"), a name
-    made into an adjective ("Ukrainian-backed militias"), or the tail of a name the question gave ("Belgorod
-    Oblast" when the question says "Belgorod"; but "Belgorod Governor Gladkov" names Gladkov: "governor" is no
-    name in "the governor of Belgorod")."""
+def _describes(tokens: Sequence[str], i: int, names: frozenset[str], thing_asked: bool) -> bool:
+    """The capitalised token i names no new thing: the tail of a name the question gave ("Belgorod Oblast" when
+    the question says "Belgorod"; but "Belgorod Governor Gladkov" names Gladkov: "governor" is no name in "the
+    governor of Belgorod"). When a kind of thing is asked ("which groups", "the name of the village"), neither
+    does a nationality before a noun ("the Ukrainian border") or a name made adjective ("Ukrainian-backed
+    militias"); to "who" they may well answer ("Ukrainian forces")."""
     token = tokens[i]
-    if "-" in token and token.rsplit("-", 1)[1].islower():
+    if thing_asked and "-" in token and token.rsplit("-", 1)[1].islower():
         return True
-    if _DEMONYM.match(token) and i + 1 < len(tokens) and tokens[i + 1][0].islower():
+    if thing_asked and _DEMONYM.match(token) and i + 1 < len(tokens) and tokens[i + 1][0].islower():
         return True
     return i > 0 and tokens[i - 1][0].isupper() and tokens[i - 1][:5].lower() in names
 
