@@ -131,8 +131,8 @@ def analyse_question(question: str) -> Asked:
     if m:
         return Asked("name", _head_noun(m.group(2).split()))
     # "What did they say their mission was", "what are the aims of ...": a description of the noun named
-    m = re.search(r"\b(their|its|his|her) ([\w-]+) (is|are|was|were)\b|^what (is|are|was|were) the ([\w' -]+?) of\b", q)
-    if m and q.startswith("what"):
+    if q.startswith("what") and (m := re.search(r"\b(their|its|his|her) ([\w-]+) (is|are|was|were)\b|"
+                                                r"^what (is|are|was|were) the ([\w' -]+?) of\b", q)):
         return Asked(None, m.group(2) or _head_noun(m.group(5).split()))
     m = re.search(r"\bwhich ([\w' -]+)", q)
     if m:
@@ -191,6 +191,7 @@ _DEMONYM = re.compile(r"[A-Z][a-z]+(ian|ican|ean|ese|ish)$")
 
 @lru_cache(maxsize=256)
 def _question_names(question: str) -> frozenset[str]:
+    """What the question spells as names ("Belgorod", "FSB"), as the five-letter stems names are matched by."""
     return frozenset(m.group()[:5].lower() for m in [*_CAPITALISED.finditer(question), *_ACRONYM.finditer(question)])
 
 
