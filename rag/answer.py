@@ -171,7 +171,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
         fits = [i for i, (t, at) in enumerate(zip(low, offsets, strict=True))
                 if at in starts and t[:5] not in known and t not in _MONTHS
-                and not _describes(tokens, i, _question_names(question), bool(asked.focus))]
+                and not _describes(tokens, i, _question_names(question), asked.focus not in _NATION_WORDS)]
     if not fits:
         return False
     near = _focus_positions(asked, low)
@@ -187,6 +187,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
 
 
 _DEMONYM = re.compile(r"[A-Z][a-z]+(ian|ican|ean|ese|ish)$")
+# Nouns a nationality answers: "Which country backed the militias?" - "Ukrainian-backed militias".
+_NATION_WORDS = frozenset({None, "country", "countries", "nation", "nations", "nationality", "side", "sides"})
 
 
 @lru_cache(maxsize=256)
@@ -200,7 +202,7 @@ def _describes(tokens: Sequence[str], i: int, names: frozenset[str], thing_asked
     the question says "Belgorod"; but "Belgorod Governor Gladkov" names Gladkov: "governor" is no name in "the
     governor of Belgorod"). When a kind of thing is asked ("which groups", "the name of the village"), neither
     does a nationality before a noun ("the Ukrainian border") or a name made adjective ("Ukrainian-backed
-    militias"); to "who" they may well answer ("Ukrainian forces")."""
+    militias"); to "who" or "which country" they may well answer ("Ukrainian forces")."""
     token = tokens[i]
     if thing_asked and "-" in token and token.rsplit("-", 1)[1].islower():
         return True

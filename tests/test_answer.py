@@ -597,6 +597,7 @@ def test_a_noun_tied_to_another_name_is_another_thing(question: str, sentence: s
     ("Which groups carried out the incursion?", "It was the Russian Volunteer Corps.", True),
     # ... and to "who" a nationality may answer
     ("Who shot down the drones?", "The drones were shot down by Russian air defences.", True),
+    ("Which country backed the militias?", "The Ukrainian-backed militias attacked.", True),
     # the tail of the question's own name is no new name; a name after a title the question gave is
     ("Which district of Belgorod was hit?", "Shells fell on Belgorod Oblast again.", False),
     ("Who is the governor of Belgorod?", "Belgorod Governor Gladkov said two were hurt.", True),
