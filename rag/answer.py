@@ -187,7 +187,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
 
 
 _DEMONYM = re.compile(r"[A-Z][a-z]+(ian|ican|ean|ese|ish)$")
-# Nouns a nationality answers: "Which country backed the militias?" - "Ukrainian-backed militias".
+# What a nationality answers: "Which country backed the militias?" - "Ukrainian-backed"; None stands for "who".
 _NATION_WORDS = frozenset({None, "country", "countries", "nation", "nations", "nationality", "side", "sides"})
 
 
