@@ -63,10 +63,10 @@ class Candidate:
 
 _MONTH_NAMES = "january february march april may june july august september october november december".split()
 _WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
-_MONTHS = tuple(_MONTH_NAMES + _WEEKDAYS)
+_CALENDAR_WORDS = tuple(_MONTH_NAMES + _WEEKDAYS)
 _NUMBER_WORDS = set("one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
                     "hundred hundreds thousand thousands million billion dozen dozens".split())
-_TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_MONTHS) + ")$")
+_TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_CALENDAR_WORDS) + ")$")
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+")
 _ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # "US", "FSB": a name even where it opens the sentence
 _TOKEN = re.compile(r"[\w$%-]+")
@@ -162,16 +162,17 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind == "month":
         return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
     if asked.kind == "date":
-        return any((t in _MONTHS or re.fullmatch(r"\d{1,4}", t)) and t[:5] not in known for t in low)
+        return any((t in _CALENDAR_WORDS or re.fullmatch(r"\d{1,4}", t)) and t[:5] not in known for t in low)
     if asked.kind == "number":
         fits = [i for i, t in enumerate(low)
                 if (any(ch.isdigit() for ch in t) or t in _NUMBER_WORDS) and t not in known and not _in_date(low, i)]
     else:
-        starts = {m.start() for m in _CAPITALISED.finditer(sentence)} | {m.start() for m in _ACRONYM.finditer(sentence)}
+        starts = {m.start() for m in _name_matches(sentence)}
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
+        names, thing_asked = _question_names(question), asked.focus not in _NATION_WORDS
         fits = [i for i, (t, at) in enumerate(zip(low, offsets, strict=True))
-                if at in starts and t[:5] not in known and t not in _MONTHS
-                and not _describes(tokens, i, _question_names(question), asked.focus not in _NATION_WORDS)]
+                if at in starts and t[:5] not in known and t not in _CALENDAR_WORDS
+                and not _describes(tokens, i, names, thing_asked)]
     if not fits:
         return False
     near = _focus_positions(asked, low)
@@ -191,10 +192,15 @@ _DEMONYM = re.compile(r"[A-Z][a-z]+(ian|ican|ean|ese|ish)$")
 _NATION_WORDS = frozenset({None, "country", "countries", "nation", "nations", "nationality", "side", "sides"})
 
 
+def _name_matches(text: str) -> list[re.Match[str]]:
+    """Capitalised words not opening a sentence, and acronyms anywhere ("FSB", "US")."""
+    return [*_CAPITALISED.finditer(text), *_ACRONYM.finditer(text)]
+
+
 @lru_cache(maxsize=256)
 def _question_names(question: str) -> frozenset[str]:
     """What the question spells as names ("Belgorod", "FSB"), as the five-letter stems names are matched by."""
-    return frozenset(m.group()[:5].lower() for m in [*_CAPITALISED.finditer(question), *_ACRONYM.finditer(question)])
+    return frozenset(m.group()[:5].lower() for m in _name_matches(question))
 
 
 def _describes(tokens: Sequence[str], i: int, names: frozenset[str], thing_asked: bool) -> bool:
@@ -411,15 +417,13 @@ def question_parts(question: str) -> list[str]:
 def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
                       idf: Callable[[str], float], settings: AnswerSettings) -> str:
     parts = question_parts(question)
-    if len(parts) == 1:
-        chosen = select_sentences(score_sentences(question, q_vec, passages, embedder, idf), settings.max_sentences,
-                                  settings.min_relevance, settings.margin)
-    else:  # the best sentence for each ask, the same one only once
-        chosen = []
-        for part in parts:
-            best = select_sentences(score_sentences(part, embedder.embed_query(part), passages, embedder, idf), 1,
-                                    settings.min_relevance, settings.margin)
-            chosen += [c for c in best if c.text not in {o.text for o in chosen}]
+    per_part = settings.max_sentences if len(parts) == 1 else 1  # a two-part question: the best for each ask
+    chosen: list[Candidate] = []
+    for part in parts:
+        vector = q_vec if part == question else embedder.embed_query(part)
+        best = select_sentences(score_sentences(part, vector, passages, embedder, idf), per_part,
+                                settings.min_relevance, settings.margin)
+        chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once
     if not chosen:
         return CANNOT_ANSWER
     return " ".join(attach_marker(c.text, f"[{c.passage}]") for c in chosen)

@@ -17,6 +17,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -152,12 +153,13 @@ class Repl:
         t0 = time.perf_counter()
         retrieve = getattr(self.chain, "retrieve", None)
         if retrieve is not None:
-            if self.console.is_terminal:
-                with self.console.status("loading the embedding model and indexes…"):
-                    retrieve("warm-up")
-            else:
+            with self._busy("loading the embedding model and indexes…"):
                 retrieve("warm-up")
         return time.perf_counter() - t0
+
+    def _busy(self, message: str) -> AbstractContextManager[Any]:
+        """A spinner with `message` on a terminal; nothing when output goes to a pipe or file."""
+        return self.console.status(message) if self.console.is_terminal else nullcontext()
 
     def banner(self, load_s: float | None = None) -> None:
         retriever = self.chain.retriever
@@ -246,10 +248,8 @@ class Repl:
     def _answer(self, question: str) -> Answer:
         streaming = self.stream and self.chain.backend != "extractive"
         if not streaming:
-            if self.console.is_terminal:
-                with self.console.status("answering…"):
-                    return self.chain.ask(question, k=self.k, docs=self.docs)  # type: ignore[no-any-return]
-            return self.chain.ask(question, k=self.k, docs=self.docs)  # type: ignore[no-any-return]
+            with self._busy("answering…"):
+                return self.chain.ask(question, k=self.k, docs=self.docs)  # type: ignore[no-any-return]
         from rich.live import Live
 
         draft: list[str] = []
@@ -416,10 +416,7 @@ class Repl:
         if self.docs:
             self.console.print(Text("note: the :filter does not apply to briefings", style="dim"))
         # :k is not passed on: a briefing's k counts passages per sub-query, and it picks its own default.
-        if self.console.is_terminal:
-            with self.console.status(f"writing a briefing on {arg}…"):
-                briefing = brief.make_briefing(self.chain, arg)
-        else:
+        with self._busy(f"writing a briefing on {arg}…"):
             briefing = brief.make_briefing(self.chain, arg)
         self.console.print(Markdown(briefing.markdown))
 
