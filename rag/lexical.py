@@ -12,12 +12,23 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from rag.cite import stem
+
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)
 
 
+# Saved with the index: an index built by another tokenizer is rebuilt rather than searched with the wrong words.
+TOKENIZER = "snowball-english-1"
+
+
+def words(text: str) -> list[str]:
+    return [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS]
+
+
 def tokenize(text: str) -> list[str]:
-    return [t for t in _TOKEN.findall(text.lower()) if t not in _STOPWORDS]
+    """Stemmed words: "repelling" finds "repelled", "fighters" finds "fighter"."""
+    return [stem(w) for w in words(text)]
 
 
 class LexicalIndex:
@@ -33,7 +44,8 @@ class LexicalIndex:
         # Every chunk gets at least one token so positions line up with ids even for chunks of stopwords only.
         tokens = [tokenize(t) or ["\u2205"] for t in texts]
         model.index(tokens, show_progress=False)
-        df = Counter(token for chunk in tokens for token in set(chunk))
+        # Rarity of each word as written: the answer stage weighs the question's own words.
+        df = Counter(word for text in texts for word in set(words(text)))
         return cls(model, ids, dict(df))
 
     def idf(self, token: str) -> float:
@@ -48,12 +60,15 @@ class LexicalIndex:
         self.model.save(str(tmp), show_progress=False)
         (tmp / "ids.json").write_text(json.dumps(self.ids))
         (tmp / "df.json").write_text(json.dumps(self.df))
+        (tmp / "tokenizer.txt").write_text(TOKENIZER)
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)  # swap in whole: a reader never sees half an index
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex | None:
-        if not (folder / "ids.json").exists() or not (folder / "df.json").exists():
+        marker = folder / "tokenizer.txt"
+        if not all((folder / f).exists() for f in ("ids.json", "df.json")) or not marker.exists() \
+                or marker.read_text() != TOKENIZER:
             return None
         model = bm25s.BM25.load(str(folder), show_progress=False, mmap=False)
         return cls(model, json.loads((folder / "ids.json").read_text()), json.loads((folder / "df.json").read_text()))

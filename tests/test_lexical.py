@@ -1,0 +1,35 @@
+"""The BM25 index: stemmed words, and an index saved by another tokenizer is not searched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.lexical import LexicalIndex, tokenize
+
+TEXTS = ["The assailants had been repelled in the region of Belgorod.",
+         "Six tanks and a self-propelled gun were destroyed.",
+         "The governor spoke to reporters about the shelling."]
+
+
+def test_words_are_stemmed() -> None:
+    assert tokenize("Repelling the attackers") == tokenize("repelled the attacker")
+
+
+def test_a_question_finds_other_forms_of_its_words() -> None:
+    index = LexicalIndex.build(["a", "b", "c"], TEXTS)
+    assert [i for i, _ in index.search("Did Russia succeed in repelling them?", k=3)] == ["a"]
+    assert [i for i, _ in index.search("which tank", k=3)] == ["b"]
+
+
+def test_idf_is_of_the_word_as_written() -> None:
+    index = LexicalIndex.build(["a", "b", "c"], TEXTS)
+    # "tanks" is in one chunk; "tank" as written is in none, so it weighs as much as a word never seen
+    assert index.idf("tanks") < index.idf("tank") == index.idf("zeppelin")
+
+
+def test_an_index_saved_by_another_tokenizer_is_not_loaded(tmp_path: Path) -> None:
+    folder = tmp_path / "bm25"
+    LexicalIndex.build(["a", "b", "c"], TEXTS).save(folder)
+    assert LexicalIndex.load(folder) is not None
+    (folder / "tokenizer.txt").write_text("some-older-tokenizer")
+    assert LexicalIndex.load(folder) is None  # the store rebuilds it rather than search with the wrong words
