@@ -6,6 +6,7 @@ turns markers into checked citations, so the user never sees a citation the sour
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -87,7 +88,7 @@ _DESCRIBED = re.compile(r"\b(call(ed|s|ing)?|describ(ed|es|ing)|defin(ed|es|ing)
 class Asked:
     """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*")."""
 
-    kind: str | None  # number | date | weekday | month | name | description | None
+    kind: str | None  # number | date | weekday | month | name | place | description | None
     focus: str | None = None
 
 
@@ -127,6 +128,8 @@ def analyse_question(question: str) -> Asked:
         return Asked("description")
     if re.match(r"(who|whom|whose)\b", q):
         return Asked("name")
+    if re.match(r"(from |to )?where\b", q):
+        return Asked("place")
     m = re.search(r"\bwhat is the name of (the |a )?([\w' -]+)", q)
     if m:
         return Asked("name", _head_noun(m.group(2).split()))
@@ -173,6 +176,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         fits = [i for i, (t, at) in enumerate(zip(low, offsets, strict=True))
                 if at in starts and t[:5] not in known and t not in _CALENDAR_WORDS
                 and not _describes(tokens, i, names, thing_asked)]
+        if asked.kind == "place":  # "near the village of Terebreno", "in Belgorod": not "Moscow's claims"
+            fits = [i for i in fits if _LOCATIVE & set(low[max(0, i - 4):i])]
     if not fits:
         return False
     near = _focus_positions(asked, low)
@@ -187,6 +192,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     return any(abs(place[i] - place[j]) <= 3 for i in near for j in fits)
 
 
+_LOCATIVE = frozenset("in near at into inside outside across from over to towards toward around".split())
 _DEMONYM = re.compile(r"[A-Z][a-z]+(ian|ican|ean|ese|ish)$")
 # What a nationality answers: "Which country backed the militias?" - "Ukrainian-backed"; None stands for "who".
 _NATION_WORDS = frozenset({None, "country", "countries", "nation", "nations", "nationality", "side", "sides"})
@@ -285,6 +291,21 @@ def relation_terms(question: str) -> set[str]:
     return relation
 
 
+def sharpened_idf(idf: Callable[[str], float], sentences: Iterable[str]) -> Callable[[str], float]:
+    """The corpus idf times the word's idf among the sentences that compete to answer: the words that name the
+    event ("paramilitary groups", "attacks") recur in most of them and say little about which one answers, the
+    word that names what is asked ("their mission") sets one apart."""
+    stems = [{stem(w) for w in content_words(s)} for s in set(sentences)]
+    n = len(stems)
+
+    @lru_cache(maxsize=64)
+    def weight(term: str) -> float:
+        df = sum(stem(term) in have for have in stems)
+        return idf(term) * math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    return weight
+
+
 def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], float]) -> float:
     """Share of the question's word weight (idf: rare words weigh more) that the sentence contains."""
     if not terms:
@@ -339,7 +360,8 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     term_stems = {stem(t) for t in terms}
     asked = analyse_question(question)
     relation = relation_terms(question)
-    pool: dict[tuple[str, int], tuple[float, float, int, str, float]] = {}
+    pool: dict[tuple[str, int], tuple[float, float, int, str, float, float]] = {}
+    idf = sharpened_idf(idf, (p.text[s:e] for p in passages for s, e in sentence_spans(p.text)))
     for n, (p, fit) in enumerate(zip(passages, event_weights(question, passages), strict=True), start=1):
         for s, e in sentence_spans(p.text):
             sentence = p.text[s:e]
@@ -347,29 +369,36 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
             if len(words) < 3 or not is_statement(sentence) or (p.doc, p.start + s) in pool:
                 continue  # overlapping chunks repeat sentences: score each once
             lexical = weighted_overlap(terms, sentence, idf)
+            typed = type_weight(asked, relation, question, sentence)
             # An answer adds something to the question: a sentence made only of the question's words does not.
             novelty = sum(stem(w) not in term_stems for w in words) / len(words)
-            prior = 0.5 * lexical + fit + 0.1 * novelty + 0.05 / n
-            pool[(p.doc, p.start + s)] = (prior, lexical, n, sentence, fit + 0.05 * novelty)
+            # Sentences that cannot hold the asked kind of answer come last: embedding is spent on those that can.
+            prior = 0.5 * lexical + W_TYPE * typed + fit + 0.1 * novelty + 0.05 / n
+            pool[(p.doc, p.start + s)] = (prior, lexical, n, sentence, fit + 0.05 * novelty, typed)
     ranked = sorted(pool.values(), key=lambda t: -t[0])[:max_candidates]
     if not ranked:
         return []
     vectors = embed_cached(embedder, [t[3] for t in ranked])
     out = []
-    for (_, lexical, n, text, extra), v in zip(ranked, vectors, strict=True):
-        if asked.kind == "description":
-            typed = W_ANCHORED if _DESCRIBED.search(text) else -W_ANCHORED  # reports no description
-        elif asked.kind and not has_answer_of_type(asked, text, question):
-            typed = W_UNTYPED
-        elif asked.kind in ("name", "number") and relation and not relation & {stem(w) for w in content_words(text)}:
-            typed = W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
-        elif asked.kind:
-            typed = W_ANCHORED if names_focus(asked, text) else W_TYPED
-        else:  # "what did they say their mission was": the sentence that names the mission
-            typed = W_ANCHORED - W_TYPED if asked.focus and names_focus(asked, text) else 0.0
+    for (_, lexical, n, text, extra, typed), v in zip(ranked, vectors, strict=True):
         score = W_DENSE * float(v @ q_vec) + (1 - W_DENSE) * lexical + W_TYPE * typed + W_EXTRA * extra + 0.01 / n
         out.append(Candidate(n, text, score, v))
     return sorted(out, key=lambda c: -c.score)
+
+
+def type_weight(asked: Asked, relation: set[str], question: str, text: str) -> float:
+    """How well the sentence fits the kind of answer asked for: holds one next to the asked noun (W_ANCHORED),
+    holds one (W_TYPED), or cannot answer (W_UNTYPED)."""
+    if asked.kind == "description":
+        return W_ANCHORED if _DESCRIBED.search(text) else -W_ANCHORED  # reports no description
+    if asked.kind and not has_answer_of_type(asked, text, question):
+        return W_UNTYPED
+    if asked.kind in ("name", "place", "number") and relation and not relation & set(map(stem, content_words(text))):
+        return W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
+    if asked.kind:
+        return W_ANCHORED if names_focus(asked, text) else W_TYPED
+    # "what did they say their mission was": the sentence that names the mission
+    return W_ANCHORED - W_TYPED if asked.focus and names_focus(asked, text) else 0.0
 
 
 _SENTENCE_VECTORS: dict[tuple[str, str], np.ndarray] = {}

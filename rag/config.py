@@ -39,12 +39,12 @@ class AnswerSettings(BaseModel):
     openai_model: str = "gpt-4o-mini"
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
     max_sentences: int = 2
-    margin: float = Field(0.05, description="extractive: extra sentences score within this of the best one")
+    margin: float = Field(0.03, description="extractive: extra sentences score within this of the best one")
     unsupported: Literal["flag", "drop"] = "flag"
     timeout_s: float = 30.0
     max_retries: int = 2
     # Below this relevance the extractive backend says the sources do not answer (calibrated on evals/gold).
-    min_relevance: float = 0.5
+    min_relevance: float = 0.48
 
 
 class Settings(BaseSettings):

@@ -26,6 +26,7 @@ from rag.answer import (
     relation_terms,
     render_passages,
     score_sentences,
+    sharpened_idf,
 )
 from rag.chunk import count_tokens
 from rag.cli import app
@@ -466,6 +467,7 @@ def test_ask_empty_question_exits_2(seed_home: Path) -> None:
     # losses and casualties are counted: "more than 100 fighters", "six tanks"
     ("What losses did Russia claim to have inflicted on the attackers?", "number", None),
     ("What casualties did the raid cause?", "number", None),
+    ("Where did the legion claim an attack?", "place", None),
     ("What did the schools do?", None, None),
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
@@ -522,9 +524,22 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
      "A separate group identifying itself as the Russian Volunteer Corps claimed villages.", True),
     ("Which groups carried out the incursion?",
      "The groups claimed it had launched a long and costly series of incursions into Russia.", False),
+    # a place is a name where a preposition puts something: "near the village of Terebreno", not "Moscow's claims"
+    ("Where did the legion claim an attack?", "It claimed an attack near the village of Terebreno.", True),
+    ("Where did the legion claim an attack?", "Despite Moscow's claims, the legion claimed the attack.", False),
+    ("Where did the legion claim an attack?", "The legion claimed an attack in December.", False),
 ])
 def test_has_answer_of_type(question: str, sentence: str, answers: bool) -> None:
     assert has_answer_of_type(analyse_question(question), sentence, question) is answers
+
+
+def test_sharpened_idf_weighs_the_word_that_sets_a_sentence_apart() -> None:
+    # Same corpus rarity; "groups" is in every competing sentence, "mission" in one: only "mission" tells them apart.
+    sentences = ["The groups attacked the border at dawn.", "The groups said their mission was freedom.",
+                 "The groups crossed with tanks and vehicles.", "The groups were repelled by the army."]
+    weight = sharpened_idf(lambda _: 2.0, sentences)
+    assert weight("mission") > 2 * weight("groups") > 0
+    assert weight("absent") > weight("mission")  # a word no competing sentence has is as rare as can be
 
 
 def test_names_focus() -> None:
