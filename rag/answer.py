@@ -127,7 +127,9 @@ def analyse_question(question: str) -> Asked:
     if re.match(r"how (did|do|does|was|were|is|are)\b", q) and _DESCRIBE_Q.search(q):
         return Asked("description")
     if re.match(r"(who|whom|whose)\b", q):
-        return Asked("name")
+        # "Who is the governor of Belgorod": a name next to "governor", and Belgorod's, not Kursk's
+        m = re.match(r"who (is|was|are|were) (the |a |an )?([\w' -]+?) (of|for|at|in)\b", q)
+        return Asked("name", _head_noun(m.group(3).split()) if m else None)
     if re.match(r"(from |to )?where\b", q):
         return Asked("place")
     m = re.search(r"\bwhat is the name of (the |a )?([\w' -]+)", q)
