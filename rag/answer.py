@@ -362,22 +362,23 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     term_stems = {stem(t) for t in terms}
     asked = analyse_question(question)
     relation = relation_terms(question)
-    pool: dict[tuple[str, int], tuple[float, float, int, str, float, float]] = {}
-    idf = sharpened_idf(idf, (p.text[s:e] for p in passages for s, e in sentence_spans(p.text)))
+    sentences: dict[tuple[str, int], tuple[int, float, str, list[str]]] = {}  # overlapping chunks repeat some
     for n, (p, fit) in enumerate(zip(passages, event_weights(question, passages), strict=True), start=1):
         for s, e in sentence_spans(p.text):
-            sentence = p.text[s:e]
-            words = content_words(sentence)
-            if len(words) < 3 or not is_statement(sentence) or (p.doc, p.start + s) in pool:
-                continue  # overlapping chunks repeat sentences: score each once
-            lexical = weighted_overlap(terms, sentence, idf)
-            typed = type_weight(asked, relation, question, sentence)
-            # An answer adds something to the question: a sentence made only of the question's words does not.
-            novelty = sum(stem(w) not in term_stems for w in words) / len(words)
-            # Sentences that cannot hold the asked kind of answer come last: embedding is spent on those that can.
-            prior = 0.5 * lexical + W_TYPE * typed + fit + 0.1 * novelty + 0.05 / n
-            pool[(p.doc, p.start + s)] = (prior, lexical, n, sentence, fit + 0.05 * novelty, typed)
-    ranked = sorted(pool.values(), key=lambda t: -t[0])[:max_candidates]
+            sentence, words = p.text[s:e], content_words(p.text[s:e])
+            if len(words) >= 3 and is_statement(sentence) and (p.doc, p.start + s) not in sentences:
+                sentences[(p.doc, p.start + s)] = (n, fit, sentence, words)
+    weigh = sharpened_idf(idf, [t[2] for t in sentences.values()])
+    pool = []
+    for n, fit, sentence, words in sentences.values():
+        lexical = weighted_overlap(terms, sentence, weigh)
+        typed = type_weight(asked, relation, question, sentence)
+        # An answer adds something to the question: a sentence made only of the question's words does not.
+        novelty = sum(stem(w) not in term_stems for w in words) / len(words)
+        # Sentences that cannot hold the asked kind of answer come last: embedding is spent on those that can.
+        prior = 0.5 * lexical + W_TYPE * typed + fit + 0.1 * novelty + 0.05 / n
+        pool.append((prior, lexical, n, sentence, fit + 0.05 * novelty, typed))
+    ranked = sorted(pool, key=lambda t: -t[0])[:max_candidates]
     if not ranked:
         return []
     vectors = embed_cached(embedder, [t[3] for t in ranked])
