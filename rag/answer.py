@@ -21,7 +21,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.chunk import count_tokens, sentence_spans
-from rag.cite import STOPWORDS, attach_marker, content_words, stem, strip_foreign_links, verify
+from rag.cite import STOPWORDS, attach_marker, content_stems, content_words, stem, strip_foreign_links, verify
 from rag.config import AnswerSettings
 from rag.embed import Embedder
 from rag.prompts import load_prompt
@@ -297,7 +297,7 @@ def sharpened_idf(idf: Callable[[str], float], sentences: Iterable[str]) -> Call
     """The corpus idf times the word's idf among the sentences that compete to answer: the words that name the
     event ("paramilitary groups", "attacks") recur in most of them and say little about which one answers, the
     word that names what is asked ("their mission") sets one apart."""
-    stems = [{stem(w) for w in content_words(s)} for s in set(sentences)]
+    stems = [content_stems(s) for s in set(sentences)]
     n = len(stems)
 
     @lru_cache(maxsize=64)
@@ -312,7 +312,7 @@ def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], f
     """Share of the question's word weight (idf: rare words weigh more) that the sentence contains."""
     if not terms:
         return 0.0
-    have = {stem(w) for w in content_words(sentence)}
+    have = content_stems(sentence)
     total = sum(idf(t) for t in terms)
     return sum(idf(t) for t in terms if stem(t) in have) / total if total else 0.0
 
@@ -396,7 +396,7 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str) -> f
         return W_ANCHORED if _DESCRIBED.search(text) else -W_ANCHORED  # reports no description
     if asked.kind and not has_answer_of_type(asked, text, question):
         return W_UNTYPED
-    if asked.kind in ("name", "place", "number") and relation and not relation & set(map(stem, content_words(text))):
+    if asked.kind in ("name", "place", "number") and relation and not relation & content_stems(text):
         return W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
     if asked.kind:
         return W_ANCHORED if names_focus(asked, text) else W_TYPED

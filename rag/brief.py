@@ -774,8 +774,7 @@ def map_plan(material: Material, docs: Iterable[str] | None = None, budget_token
     by_doc: dict[str, list[Passage]] = defaultdict(list)
     for p in material.passages:
         by_doc[p.doc].append(p)
-    order = [d for d in dict.fromkeys(p.doc for p in material.passages) if allowed is None or d in allowed]
-    order = order[:max_docs]
+    order = [d for d in dict.fromkeys(p.doc for p in material.passages) if allowed is None or d in allowed][:max_docs]
     plan = []
     for doc in order:
         kept = pack(by_doc[doc], budget_tokens)  # best first, then put back in reading order

@@ -52,13 +52,19 @@ def stem(word: str) -> str:
     return word if word.isdigit() else _STEMMER.stemWord(word.lower())
 
 
+@lru_cache(maxsize=8192)
+def content_stems(text: str) -> frozenset[str]:
+    """The stems of the text's content words: what every word-overlap measure compares. Cached: the answer
+    stage asks for the same candidate sentences several times."""
+    return frozenset(stem(w) for w in content_words(text))
+
+
 def overlap(claim: str, support: str) -> float:
     """Share of the claim's content words (stemmed) that the supporting text contains."""
-    want = {stem(w) for w in content_words(claim)}
+    want = content_stems(claim)
     if not want:
         return 0.0
-    have = {stem(w) for w in content_words(support)}
-    return len(want & have) / len(want)
+    return len(want & content_stems(support)) / len(want)
 
 
 def parse_claims(answer: str, n_passages: int) -> tuple[list[Claim], list[str]]:

@@ -1,6 +1,6 @@
 """Pure: which articles report the same event. Dated articles close in time form one event; an undated article
-joins the event whose articles it most resembles (TF-IDF over content words), so the year of an event it
-reports can be known even where the article itself never states one."""
+joins the event whose articles it most resembles (TF-IDF over content words), so a briefing files it under that
+event even though the article itself states no date."""
 
 from __future__ import annotations
 

@@ -67,8 +67,8 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex | None:
         marker = folder / "tokenizer.txt"
-        if not all((folder / f).exists() for f in ("ids.json", "df.json")) or not marker.exists() \
-                or marker.read_text() != TOKENIZER:
+        complete = all((folder / f).exists() for f in ("ids.json", "df.json", "tokenizer.txt"))
+        if not complete or marker.read_text() != TOKENIZER:
             return None
         model = bm25s.BM25.load(str(folder), show_progress=False, mmap=False)
         return cls(model, json.loads((folder / "ids.json").read_text()), json.loads((folder / "df.json").read_text()))

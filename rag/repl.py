@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rag.cite import content_words, stem
+from rag.cite import content_stems
 from rag.render import print_answer, print_passages
 from rag.types import Answer, Citation, Passage
 
@@ -86,8 +86,8 @@ def clean_condensed(reply: str, question: str, previous: str | None = None) -> s
     line = line.strip().strip('"“”\'`').strip()
     if not line or len(line) > max(300, 4 * len(question)):
         return fallback
-    wanted = {stem(w) for w in content_words(question)}
-    kept = wanted & {stem(w) for w in content_words(line)}
+    wanted = content_stems(question)
+    kept = wanted & content_stems(line)
     if wanted and len(kept) < len(wanted) / 2:
         return fallback
     return line
