@@ -139,10 +139,42 @@ def analyse_question(question: str) -> Asked:
     if q.startswith("what") and (m := re.search(r"\b(their|its|his|her) ([\w-]+) (is|are|was|were)\b|"
                                                 r"^what (is|are|was|were) the ([\w' -]+?) of\b", q)):
         return Asked(None, m.group(2) or _head_noun(m.group(5).split()))
+    if deed := yes_no_deed(question):
+        return Asked(None, deed)
     m = re.search(r"\bwhich ([\w' -]+)", q)
     if m:
         return Asked("name", _head_noun(m.group(1).split()))
     return Asked(None)
+
+
+_DETERMINERS = frozenset("the a an its their his her this that these those".split())
+_PRONOUNS = frozenset("it they he she anyone anybody someone".split())
+
+
+def yes_no_deed(question: str) -> str | None:
+    """What "Did X do Y?" asks X did: the verb after the subject ("Did Ukraine *help* ...", "Did the militias
+    *capture* ..."), or the deed it governs ("Did Russia succeed in *repelling* ..."). A sentence that answers
+    speaks of that deed; one that only names X and the event does not."""
+    tokens = re.findall(r"[\w'’-]+", question)
+    if len(tokens) < 3 or tokens[0].lower() not in ("did", "does", "do"):
+        return None
+    i, has_determiner = 1, False
+    if tokens[i].lower() in _DETERMINERS or tokens[i].endswith(("'s", "’s")):
+        i, has_determiner = i + 1, True
+    if tokens[i].lower() in _PRONOUNS:
+        i += 1
+    name_starts = i
+    while i < len(tokens) and (tokens[i][0].isupper() or (tokens[i] == "of" and i + 1 < len(tokens)
+                                                          and tokens[i + 1][0].isupper())):
+        i += 1  # the subject's name: "Russia", "the Freedom of Russia Legion"
+    named = i > name_starts and not _DEMONYM.match(tokens[i - 1])  # "the Russian army" is no name
+    if has_determiner and not named:
+        i += 1  # the subject's noun: "the militias", "the Russian army", "Ukraine's military"
+    if i >= len(tokens) or not tokens[i].islower():
+        return None
+    if i + 2 < len(tokens) and tokens[i + 1] in ("in", "at", "to") and tokens[i + 2].islower():
+        return tokens[i + 2]  # "succeed in repelling", "try to enter"
+    return tokens[i]
 
 
 @lru_cache(maxsize=256)

@@ -123,7 +123,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="the question", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (answer, citations, timings)")] = False,
     backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 6)",
+    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 8)",
                                              show_default=False)] = None,
     doc: Annotated[list[str] | None, typer.Option("--doc", help="only these documents (id or glob); repeatable",
                                                      show_default=False)] = None,
@@ -154,7 +154,7 @@ def ask(
 @app.command()
 def repl(
     backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 6)",
+    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 8)",
                                              show_default=False)] = None,
 ) -> None:
     """Ask questions interactively: cited answers, follow-up questions, :help for commands, Ctrl-D to leave."""

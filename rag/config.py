@@ -27,7 +27,7 @@ class EmbedSettings(BaseModel):
 
 
 class RetrieveSettings(BaseModel):
-    k: int = Field(6, ge=1, description="passages handed to the answer stage")
+    k: int = Field(8, ge=1, description="passages handed to the answer stage")
     candidates: int = Field(30, ge=1, description="hits taken from each retriever before fusion")
     rrf_k: int = 60
     mmr: bool = False

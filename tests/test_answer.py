@@ -27,6 +27,7 @@ from rag.answer import (
     render_passages,
     score_sentences,
     sharpened_idf,
+    yes_no_deed,
 )
 from rag.chunk import count_tokens
 from rag.cli import app
@@ -471,6 +472,13 @@ def test_ask_empty_question_exits_2(seed_home: Path) -> None:
     ("What casualties did the raid cause?", "number", None),
     ("Where did the legion claim an attack?", "place", None),
     ("What did the schools do?", None, None),
+    # a yes/no question is about its deed: the verb after the subject, or the one it governs
+    ("Did Russia succeed in repelling the incursions?", None, "repelling"),
+    ("Did Ukraine help with the incursion into Belgorod?", None, "help"),
+    ("Did the Freedom of Russia Legion attack Belgorod?", None, "attack"),
+    ("Did the Russian army stop them?", None, "stop"),
+    ("Did Ukraine's military help?", None, "help"),
+    ("Did they try to enter Kursk?", None, "enter"),
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
     assert analyse_question(question) == Asked(kind, focus)
@@ -629,6 +637,17 @@ def test_how_they_described_it_is_answered_by_a_description() -> None:
     scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
     # a sentence that reports no description loses what one that reports it gains
     assert "called" in scored[0].text and scored[0].score - scored[1].score > 2 * W_ANCHORED
+
+
+def test_a_yes_no_question_is_answered_by_the_sentence_that_speaks_of_its_deed() -> None:
+    """Both sentences share as many of the question's words; only one says whether the incursions were repelled."""
+    passages = passages_from_text("a.txt", "Russia reported the incursions on Tuesday morning. "
+                                           "Russia said its border guards repelled the attackers.")
+    embedder = FakeEmbedder()
+    q = "Did Russia succeed in repelling the incursions?"
+    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    assert "repelled" in scored[0].text
+    assert yes_no_deed("What did Russia repel?") is None and yes_no_deed("Did the") is None
 
 
 def test_a_what_question_about_their_noun_wants_the_sentence_that_names_it() -> None:

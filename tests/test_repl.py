@@ -363,7 +363,7 @@ def test_backend_openai_without_key_keeps_extractive(repl: Repl, monkeypatch: py
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     code, out = drive(repl, ":backend openai\r" + QUESTION + "\r\x04")
     assert out.splitlines()[0].startswith("error: the openai backend needs OPENAI_API_KEY")
-    assert "1 citation · 6 passages · extractive" in out
+    assert "1 citation · 8 passages · extractive" in out
 
 
 @pytest.mark.integration
@@ -496,7 +496,7 @@ def test_real_command_in_a_terminal_ctrl_c_cancels_a_stuck_answer(home: Path, ha
         at = term.expect(r"rag\[[^\]\r\n]*\|extractive\]>", timeout=30, after=at)
         term.send(QUESTION + "\r")
         at = term.expect(r"Sources", timeout=120, after=at)
-        term.expect(r"1 citation · 6 passages · extractive", timeout=30, after=at)
+        term.expect(r"1 citation · 8 passages · extractive", timeout=30, after=at)
         at = term.expect(r"rag\[[^\]\r\n]*\|extractive\]>", timeout=30, after=at)
         term.send("\x04")
         assert term.proc.wait(timeout=30) == 0
