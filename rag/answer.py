@@ -149,6 +149,7 @@ def analyse_question(question: str) -> Asked:
 
 _DETERMINERS = frozenset("the a an its their his her this that these those".split())
 _PRONOUNS = frozenset("it they he she anyone anybody someone".split())
+_REPORTING = frozenset("say tell claim report state announce confirm mention".split())
 
 
 def yes_no_deed(question: str) -> str | None:
@@ -170,8 +171,8 @@ def yes_no_deed(question: str) -> str | None:
     named = i > name_starts and not _DEMONYM.match(tokens[i - 1])  # "the Russian army" is no name
     if has_determiner and not named:
         i += 1  # the subject's noun: "the militias", "the Russian army", "Ukraine's military"
-    if i >= len(tokens) or not tokens[i].islower():
-        return None
+    if i >= len(tokens) or not tokens[i].islower() or tokens[i] in _REPORTING:
+        return None  # "Did Russia say the attackers were ...": what was said is the question, not the saying
     if i + 2 < len(tokens) and tokens[i + 1] in ("in", "at", "to") and tokens[i + 2].islower():
         return tokens[i + 2]  # "succeed in repelling", "try to enter"
     return tokens[i]
@@ -433,7 +434,12 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str) -> f
     if asked.kind:
         return W_ANCHORED if names_focus(asked, text) else W_TYPED
     # "what did they say their mission was": the sentence that names the mission
-    return W_ANCHORED - W_TYPED if asked.focus and names_focus(asked, text) else 0.0
+    if not asked.focus:
+        return 0.0
+    if names_focus(asked, text):
+        return W_ANCHORED - W_TYPED
+    # "Did Russia succeed in repelling ...": a sentence silent on repelling can say neither yes nor no
+    return W_TYPED - W_ANCHORED if yes_no_deed(question) else 0.0
 
 
 _SENTENCE_VECTORS: dict[tuple[str, str], np.ndarray] = {}

@@ -479,6 +479,7 @@ def test_ask_empty_question_exits_2(seed_home: Path) -> None:
     ("Did the Russian army stop them?", None, "stop"),
     ("Did Ukraine's military help?", None, "help"),
     ("Did they try to enter Kursk?", None, "enter"),
+    ("Did Russia say the attackers were Ukrainian?", None, None),  # what was said is asked, not the saying
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
     assert analyse_question(question) == Asked(kind, focus)
