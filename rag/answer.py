@@ -86,7 +86,8 @@ _DESCRIBED = re.compile(r"\b(call(ed|s|ing)?|describ(ed|es|ing)|defin(ed|es|ing)
 
 @dataclass(frozen=True)
 class Asked:
-    """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*")."""
+    """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*"), or
+    for a yes/no question the deed it asks about ("Did Russia *repel* them?")."""
 
     kind: str | None  # number | date | weekday | month | name | place | description | None
     focus: str | None = None
@@ -152,6 +153,7 @@ _PRONOUNS = frozenset("it they he she anyone anybody someone".split())
 _REPORTING = frozenset("say tell claim report state announce confirm mention".split())
 
 
+@lru_cache(maxsize=256)  # asked again for every candidate sentence
 def yes_no_deed(question: str) -> str | None:
     """What "Did X do Y?" asks X did: the verb after the subject ("Did Ukraine *help* ...", "Did the militias
     *capture* ..."), or the deed it governs ("Did Russia succeed in *repelling* ..."). A sentence that answers
@@ -173,8 +175,9 @@ def yes_no_deed(question: str) -> str | None:
         i += 1  # the subject's noun: "the militias", "the Russian army", "Ukraine's military"
     if i >= len(tokens) or not tokens[i].islower() or tokens[i] in _REPORTING:
         return None  # "Did Russia say the attackers were ...": what was said is the question, not the saying
-    if i + 2 < len(tokens) and tokens[i + 1] in ("in", "at", "to") and tokens[i + 2].islower():
-        return tokens[i + 2]  # "succeed in repelling", "try to enter"
+    governed = tokens[i + 2] if i + 2 < len(tokens) and tokens[i + 1] in ("in", "at", "to") else ""
+    if governed.islower() and governed not in STOPWORDS:
+        return governed  # "succeed in repelling", "try to enter"; not "travel to the border"
     return tokens[i]
 
 

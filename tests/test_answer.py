@@ -649,6 +649,7 @@ def test_a_yes_no_question_is_answered_by_the_sentence_that_speaks_of_its_deed()
     scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
     assert "repelled" in scored[0].text
     assert yes_no_deed("What did Russia repel?") is None and yes_no_deed("Did the") is None
+    assert yes_no_deed("Did they travel to the border?") == "travel"
 
 
 def test_a_what_question_about_their_noun_wants_the_sentence_that_names_it() -> None:
