@@ -17,6 +17,7 @@ from rag.answer import (
     W_ANCHORED,
     AnswerChain,
     Asked,
+    Candidate,
     analyse_question,
     has_answer_of_type,
     is_statement,
@@ -451,6 +452,12 @@ def test_ask_empty_question_exits_2(seed_home: Path) -> None:
     assert "empty" in result.stderr
 
 
+def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
+    """The passages' sentences as the extractive backend scores them, by the fake embedder, every word as rare."""
+    embedder = FakeEmbedder()
+    return score_sentences(question, embedder.embed_query(question), passages, embedder, lambda _: 1.0)
+
+
 # -- question analysis: what kind of string answers, and the noun it is about -------------------------------------
 
 
@@ -575,12 +582,11 @@ def test_relation_terms_are_what_the_question_asks_about_its_names() -> None:
 def test_a_figure_for_another_act_or_owner_is_no_count() -> None:
     passages = passages_from_text("a.txt", "The ministry announced it shot down 26 drones over seven regions. "
                                            "More than 100 Ukrainian fighters were allegedly killed.")
-    embedder = FakeEmbedder()
     for q in ("How many drones did Ukraine launch in total?", "How many fighters does the Siberian Battalion have?"):
-        scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+        scored = scored_sentences(q, passages)
         assert scored and all(c.score < 0 for c in scored), q
     q = "How many drones were shot down?"
-    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    scored = scored_sentences(q, passages)
     assert scored[0].score > 0 and "26 drones" in scored[0].text
 
 
@@ -606,12 +612,11 @@ def test_dates_are_not_quantities() -> None:
 def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
     passages = passages_from_text("a.txt", "The Legion stated it was working with the Siberian Battalion and the "
                                            "Russian Volunteer Corps.")
-    embedder = FakeEmbedder()
     q = "Who commands the Russian Volunteer Corps?"
-    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    scored = scored_sentences(q, passages)
     assert scored and all(c.score < 0 for c in scored)
     q = "Who was working with the Russian Volunteer Corps?"
-    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    scored = scored_sentences(q, passages)
     assert scored and scored[0].score > 0.3
 
 
@@ -622,20 +627,18 @@ def test_an_article_dated_in_the_asked_year_beats_an_undated_one() -> None:
     text = "Fighters crossed into the Belgorod region and captured a town."
     undated = passages_from_text("undated.txt", text)
     dated = [dataclasses.replace(p, doc="dated.txt", date="2023-05-22") for p in passages_from_text("dated.txt", text)]
-    embedder = FakeEmbedder()
     q = "What did the fighters capture in the May 2023 incursion?"
-    scored = score_sentences(q, embedder.embed_query(q), undated + dated, embedder, lambda _: 1.0)
+    scored = scored_sentences(q, undated + dated)
     assert len(scored) == 2 and scored[0].passage == 2 and scored[0].score > scored[1].score
-    alone = score_sentences(q, embedder.embed_query(q), undated, embedder, lambda _: 1.0)
+    alone = scored_sentences(q, undated)
     assert alone[0].score > scored[1].score  # undated costs only when a dated article fits the question
 
 
 def test_how_they_described_it_is_answered_by_a_description() -> None:
     passages = passages_from_text("a.txt", "Two Russian groups crossed into the Belgorod region and fought there. "
                                            "The Kremlin called the fighters a sabotage group.")
-    embedder = FakeEmbedder()
     q = "How did the Kremlin describe the fighters who crossed into Belgorod?"
-    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    scored = scored_sentences(q, passages)
     # a sentence that reports no description loses what one that reports it gains
     assert "called" in scored[0].text and scored[0].score - scored[1].score > 2 * W_ANCHORED
 
@@ -644,9 +647,8 @@ def test_a_yes_no_question_is_answered_by_the_sentence_that_speaks_of_its_deed()
     """Both sentences share as many of the question's words; only one says whether the incursions were repelled."""
     passages = passages_from_text("a.txt", "Russia reported the incursions on Tuesday morning. "
                                            "Russia said its border guards repelled the attackers.")
-    embedder = FakeEmbedder()
     q = "Did Russia succeed in repelling the incursions?"
-    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    scored = scored_sentences(q, passages)
     assert "repelled" in scored[0].text
     assert yes_no_deed("What did Russia repel?") is None and yes_no_deed("Did the") is None
     assert yes_no_deed("Did they travel to the border?") == "travel"
@@ -657,7 +659,6 @@ def test_a_what_question_about_their_noun_wants_the_sentence_that_names_it() -> 
     assert analyse_question("What are the stated aims of the opposition forces?") == Asked(None, "aims")
     passages = passages_from_text("a.txt", "Paramilitary groups mounted a series of attacks on Russian soil. "
                                            "The groups declared that their mission was to usher in freedom.")
-    embedder = FakeEmbedder()
     q = "What did the paramilitary groups say their mission was in the attacks?"
-    scored = score_sentences(q, embedder.embed_query(q), passages, embedder, lambda _: 1.0)
+    scored = scored_sentences(q, passages)
     assert "mission" in scored[0].text
