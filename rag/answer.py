@@ -86,10 +86,10 @@ _DESCRIBED = re.compile(r"\b(call(ed|s|ing)?|describ(ed|es|ing)|defin(ed|es|ing)
 
 @dataclass(frozen=True)
 class Asked:
-    """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*"), or
-    for a yes/no question the deed it asks about ("Did Russia *repel* them?")."""
+    """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*"); for
+    a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?")."""
 
-    kind: str | None  # number | date | weekday | month | name | place | description | None
+    kind: str | None  # number | date | weekday | month | name | place | description | deed | None
     focus: str | None = None
 
 
@@ -141,7 +141,7 @@ def analyse_question(question: str) -> Asked:
                                                 r"^what (is|are|was|were) the ([\w' -]+?) of\b", q)):
         return Asked(None, m.group(2) or _head_noun(m.group(5).split()))
     if deed := yes_no_deed(question):
-        return Asked(None, deed)
+        return Asked("deed", deed)
     m = re.search(r"\bwhich ([\w' -]+)", q)
     if m:
         return Asked("name", _head_noun(m.group(1).split()))
@@ -153,7 +153,6 @@ _PRONOUNS = frozenset("it they he she anyone anybody someone".split())
 _REPORTING = frozenset("say tell claim report state announce confirm mention".split())
 
 
-@lru_cache(maxsize=256)  # asked again for every candidate sentence
 def yes_no_deed(question: str) -> str | None:
     """What "Did X do Y?" asks X did: the verb after the subject ("Did Ukraine *help* ...", "Did the militias
     *capture* ..."), or the deed it governs ("Did Russia succeed in *repelling* ..."). A sentence that answers
@@ -193,7 +192,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     """Does the sentence hold a candidate answer of the asked kind that the question does not already contain?
     When the sentence names the focus noun, the answer must stand next to it: "26 drones", "the city of Belgorod";
     "seven regions" with no region named does not answer "which seven regions"."""
-    if asked.kind in (None, "description"):
+    if asked.kind in (None, "description", "deed"):
         return True
     known = _stems(question)
     tokens = _TOKEN.findall(sentence)
@@ -430,6 +429,8 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str) -> f
     holds one (W_TYPED), or cannot answer (W_UNTYPED)."""
     if asked.kind == "description":
         return W_ANCHORED if _DESCRIBED.search(text) else -W_ANCHORED  # reports no description
+    if asked.kind == "deed":  # "Did Russia succeed in repelling ...": one silent on repelling says neither yes nor no
+        return W_ANCHORED - W_TYPED if names_focus(asked, text) else W_TYPED - W_ANCHORED
     if asked.kind and not has_answer_of_type(asked, text, question):
         return W_UNTYPED
     if asked.kind in ("name", "place", "number") and relation and not relation & content_stems(text):
@@ -437,12 +438,7 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str) -> f
     if asked.kind:
         return W_ANCHORED if names_focus(asked, text) else W_TYPED
     # "what did they say their mission was": the sentence that names the mission
-    if not asked.focus:
-        return 0.0
-    if names_focus(asked, text):
-        return W_ANCHORED - W_TYPED
-    # "Did Russia succeed in repelling ...": a sentence silent on repelling can say neither yes nor no
-    return W_TYPED - W_ANCHORED if yes_no_deed(question) else 0.0
+    return W_ANCHORED - W_TYPED if asked.focus and names_focus(asked, text) else 0.0
 
 
 _SENTENCE_VECTORS: dict[tuple[str, str], np.ndarray] = {}

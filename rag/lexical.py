@@ -42,10 +42,11 @@ class LexicalIndex:
     def build(cls, ids: list[str], texts: list[str]) -> LexicalIndex:
         model = bm25s.BM25()
         # Every chunk gets at least one token so positions line up with ids even for chunks of stopwords only.
-        tokens = [tokenize(t) or ["\u2205"] for t in texts]
+        written = [words(t) for t in texts]
+        tokens = [[stem(w) for w in ws] or ["\u2205"] for ws in written]
         model.index(tokens, show_progress=False)
         # Rarity of each word as written: the answer stage weighs the question's own words.
-        df = Counter(word for text in texts for word in set(words(text)))
+        df = Counter(word for ws in written for word in set(ws))
         return cls(model, ids, dict(df))
 
     def idf(self, token: str) -> float:

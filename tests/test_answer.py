@@ -480,12 +480,12 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("Where did the legion claim an attack?", "place", None),
     ("What did the schools do?", None, None),
     # a yes/no question is about its deed: the verb after the subject, or the one it governs
-    ("Did Russia succeed in repelling the incursions?", None, "repelling"),
-    ("Did Ukraine help with the incursion into Belgorod?", None, "help"),
-    ("Did the Freedom of Russia Legion attack Belgorod?", None, "attack"),
-    ("Did the Russian army stop them?", None, "stop"),
-    ("Did Ukraine's military help?", None, "help"),
-    ("Did they try to enter Kursk?", None, "enter"),
+    ("Did Russia succeed in repelling the incursions?", "deed", "repelling"),
+    ("Did Ukraine help with the incursion into Belgorod?", "deed", "help"),
+    ("Did the Freedom of Russia Legion attack Belgorod?", "deed", "attack"),
+    ("Did the Russian army stop them?", "deed", "stop"),
+    ("Did Ukraine's military help?", "deed", "help"),
+    ("Did they try to enter Kursk?", "deed", "enter"),
     ("Did Russia say the attackers were Ukrainian?", None, None),  # what was said is asked, not the saying
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
