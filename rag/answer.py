@@ -93,6 +93,12 @@ class Asked:
     focus: str | None = None
 
 
+def answer_words(asked: Asked) -> list[str]:
+    """The words that spell an answer of a closed kind: a weekday answers "which day of the week" whichever of
+    the seven it is, so a passage that names one is likelier to answer."""
+    return {"weekday": _WEEKDAYS, "month": _MONTH_NAMES}.get(asked.kind or "", [])
+
+
 def _head_noun(words: Sequence[str]) -> str | None:
     """The last word of the noun phrase that opens `words` ("attacking fighters did ..." -> "fighters")."""
     phrase: list[str] = []
@@ -522,7 +528,8 @@ class AnswerChain:
     def retrieve(self, question: str, k: int | None = None, docs: Sequence[str] | None = None
                  ) -> tuple[np.ndarray, list[Passage]]:
         q_vec = self.retriever.embedder.embed_query(question)
-        found = self.retriever.search(question, k=k, docs=docs, query_vector=q_vec)
+        found = self.retriever.search(question, k=k, docs=docs, query_vector=q_vec,
+                                      answer_words=answer_words(analyse_question(question)))
         return q_vec, pack(found, self.settings.context_tokens)
 
     def messages(self, question: str, passages: Sequence[Passage]) -> list[Any]:

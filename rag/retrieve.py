@@ -98,13 +98,16 @@ class Retriever:
         return self.lexical.search(query, n, allowed)
 
     def search(self, query: str, k: int | None = None, docs: Sequence[str] | None = None,
-               use_mmr: bool | None = None, query_vector: np.ndarray | None = None) -> list[Passage]:
+               use_mmr: bool | None = None, query_vector: np.ndarray | None = None,
+               answer_words: Sequence[str] = ()) -> list[Passage]:
+        """The k best passages for the query. `answer_words` are words an answer may hold that the query does not
+        ("Monday" ... "Sunday" for "which day of the week"): BM25 ranks by them too, the embedding does not."""
         k = k or self.settings.k
         docs = self.resolve_docs(docs) if docs else None
         n = max(self.settings.candidates, k)
         vector = self.embedder.embed_query(query) if query_vector is None else query_vector
         dense = self.dense(vector, n, docs)
-        lexical = self.bm25(query, n, docs)
+        lexical = self.bm25(" ".join([query, *answer_words]), n, docs)
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.settings.rrf_k)
         if use_mmr if use_mmr is not None else self.settings.mmr:
             pool = [h.chunk_id for h in fused[: max(2 * k, 10)]]

@@ -90,7 +90,8 @@ class FakeRetriever:
         return self._lexical
 
     def search(self, query: str, k: int | None = None, docs: Sequence[str] | None = None,
-               use_mmr: bool | None = None, query_vector: np.ndarray | None = None) -> list[Passage]:
+               use_mmr: bool | None = None, query_vector: np.ndarray | None = None,
+               answer_words: Sequence[str] = ()) -> list[Passage]:
         self.queries.append(query)
         found = [p for p in self.passages if not docs or p.doc in docs]
         if self.rank and found:

@@ -19,6 +19,7 @@ from rag.answer import (
     Asked,
     Candidate,
     analyse_question,
+    answer_words,
     has_answer_of_type,
     is_statement,
     names_focus,
@@ -385,6 +386,26 @@ def test_extractive_abstains_when_the_corpus_cannot_answer(seed_chain: AnswerCha
 def test_extractive_is_deterministic_on_the_seed_corpus(seed_chain: AnswerChain) -> None:
     q = OBVIOUS[0][0]
     assert seed_chain.ask(q).to_json()["citations"] == seed_chain.ask(q).to_json()["citations"]
+
+
+@pytest.mark.parametrize(("question", "spelled"), [
+    ("On which day of the week did the incursion begin?", "monday"),
+    ("In which month did the Terebreno attack take place?", "december"),
+    ("Who commands the Russian Volunteer Corps?", None),
+])
+def test_answer_words_spell_a_closed_kind_of_answer(question: str, spelled: str | None) -> None:
+    words = answer_words(analyse_question(question))
+    assert (spelled in words) if spelled else words == []
+
+
+@pytest.mark.integration
+def test_a_weekday_question_retrieves_the_passage_that_names_the_day(seed_chain: AnswerChain) -> None:
+    question = "On which day of the week did the Belgorod incursion begin?"
+    lede = "crossed over into Russia's southern Belgorod region on Monday"
+    plain = seed_chain.retriever.search(question, k=8)  # the lede shares only "Belgorod" with the question
+    _, passages = seed_chain.retrieve(question, k=8)  # the chain also asks BM25 for the seven weekdays
+    assert not any(lede in p.text for p in plain)
+    assert any(lede in p.text for p in passages)
 
 
 @pytest.mark.integration
