@@ -149,6 +149,9 @@ def ask(
     print_answer(out, answer)
     if show_passages:
         print_passages(out, answer)
+    elif answer.abstained and answer.passages:  # let the user judge what was searched; stdout stays the answer
+        err.print(f"[dim]{len(answer.passages)} passages were searched and none answers well enough to cite: "
+                  "--show-passages lists them[/]")
 
 
 @app.command()

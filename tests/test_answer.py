@@ -449,6 +449,16 @@ def test_ask_text_output_lists_sources(seed_home: Path) -> None:
 
 
 @pytest.mark.integration
+def test_ask_text_abstention_points_at_the_passages_searched(seed_home: Path) -> None:
+    result = runner.invoke(app, ["--home", str(seed_home), "ask", UNANSWERABLE[0]])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == CANNOT_ANSWER
+    assert "passages were searched" in result.stderr and "--show-passages" in result.stderr
+    shown = runner.invoke(app, ["--home", str(seed_home), "ask", "--show-passages", UNANSWERABLE[0]])
+    assert "Retrieved passages" in shown.stdout and "passages were searched" not in shown.stderr
+
+
+@pytest.mark.integration
 def test_ask_on_an_empty_store_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--home", str(tmp_path / "empty"), "ask", "--json", "How many drones?"])
     assert result.exit_code == 2
