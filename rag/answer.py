@@ -96,7 +96,7 @@ class Asked:
 def answer_words(asked: Asked) -> list[str]:
     """The words that spell an answer of a closed kind: a weekday answers "which day of the week" whichever of
     the seven it is, so a passage that names one is likelier to answer."""
-    return {"weekday": _WEEKDAYS, "month": _MONTH_NAMES}.get(asked.kind or "", [])
+    return list({"weekday": _WEEKDAYS, "month": _MONTH_NAMES}.get(asked.kind or "", ()))  # a copy: callers may extend
 
 
 def _head_noun(words: Sequence[str]) -> str | None:
