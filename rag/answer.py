@@ -7,6 +7,7 @@ turns markers into checked citations, so the user never sees a citation the sour
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.chunk import count_tokens, sentence_spans
 from rag.cite import STOPWORDS, attach_marker, content_stems, content_words, stem, strip_foreign_links, verify
-from rag.config import AnswerSettings
+from rag.config import AnswerSettings, resolve_backend
 from rag.embed import Embedder
 from rag.prompts import load_prompt
 from rag.retrieve import Retriever
@@ -512,7 +513,7 @@ class AnswerChain:
                  model: Any = None) -> None:
         self.retriever = retriever
         self.settings = settings
-        self.backend = backend or settings.backend
+        self.backend = resolve_backend(backend or settings.backend, os.environ)
         self.prompt = load_prompt("answer")
         self._model = model  # a LangChain chat model; built from settings on first use when None
         self.cache: Any = None  # rag.llm.ResponseCache for recorded / replayed model replies

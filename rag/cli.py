@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rag.config import Settings
+from rag.config import BACKENDS, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
@@ -115,14 +115,24 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
         raise fail(str(e)) from None
 
 
-BACKEND_HELP = "extractive (offline, default) or openai (OPENAI_API_KEY / OPENAI_BASE_URL)"
+BACKEND_HELP = ("auto (default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else extractive), "
+                "extractive (offline) or openai")
+
+
+def _known_backend(value: str | None) -> str | None:
+    if value is not None and value not in BACKENDS:
+        raise fail(f"unknown backend {value!r}: {BACKEND_HELP}")
+    return value
+
+
+BackendOption = Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False, callback=_known_backend)]
 
 
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (answer, citations, timings)")] = False,
-    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    backend: BackendOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 8)",
                                              show_default=False)] = None,
     doc: Annotated[list[str] | None, typer.Option("--doc", help="only these documents (id or glob); repeatable",
@@ -132,8 +142,6 @@ def ask(
     """Answer a question from the ingested articles; every sentence cites the source passage behind it."""
     from rag.render import print_answer, print_passages
 
-    if backend not in (None, "extractive", "openai"):
-        raise fail(f"unknown backend {backend!r}: {BACKEND_HELP}")
     if not question.strip():
         raise fail("the question is empty")
     s = settings()
@@ -156,15 +164,13 @@ def ask(
 
 @app.command()
 def repl(
-    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    backend: BackendOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 8)",
                                              show_default=False)] = None,
 ) -> None:
     """Ask questions interactively: cited answers, follow-up questions, :help for commands, Ctrl-D to leave."""
     from rag.repl import LineSession, Repl, interactive, make_session
 
-    if backend not in (None, "extractive", "openai"):
-        raise fail(f"unknown backend {backend!r}: {BACKEND_HELP}")
     s = settings()
     chain = load_chain(s, backend)  # exits 2 with "run `rag ingest PATH` first" on an empty store
     console = Console(highlight=False)
@@ -183,7 +189,7 @@ def brief(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write to FILE.md (Markdown) or FILE.html "
                                                    "(one self-contained page)", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the briefing as one JSON object")] = False,
-    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    backend: BackendOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="passages per retrieval sub-query (default 24)",
                                              show_default=False)] = None,
     flag_unsupported: Annotated[bool, typer.Option("--flag-unsupported", help="keep sentences that fail the "
@@ -193,8 +199,6 @@ def brief(
     a support audit and the sources. Markdown on stdout unless -o is given."""
     from rag.brief import make_briefing
 
-    if backend not in (None, "extractive", "openai"):
-        raise fail(f"unknown backend {backend!r}: {BACKEND_HELP}")
     if not topic.strip():
         raise fail("the topic is empty")
     suffix = output.suffix.lower() if output else ""
@@ -226,7 +230,7 @@ def eval_(
     baseline: Annotated[Path, typer.Option(help="accepted metrics per backend")] = Path("evals/baseline.json"),
     tolerance: Annotated[float | None, typer.Option(help="allowed drop before --check fails (default: from the "
                                                              "baseline file, else 0.02)", show_default=False)] = None,
-    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False)] = None,
+    backend: BackendOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="passages per question", show_default=False)] = None,
     repeat: Annotated[int, typer.Option(min=1, help="run N times; report mean and spread")] = 1,
     record: Annotated[Path | None, typer.Option(help="record model replies to this file", show_default=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -34,8 +35,19 @@ class RetrieveSettings(BaseModel):
     mmr_lambda: float = 0.7
 
 
+BACKENDS = ("auto", "extractive", "openai")
+
+
+def resolve_backend(choice: str, environ: Mapping[str, str]) -> str:
+    """"auto" answers with the model server the environment names (OPENAI_API_KEY, or OPENAI_BASE_URL for a local
+    server) and offline without one; "extractive" and "openai" are taken as they are."""
+    if choice != "auto":
+        return choice
+    return "openai" if environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL") else "extractive"
+
+
 class AnswerSettings(BaseModel):
-    backend: Literal["extractive", "openai"] = "extractive"
+    backend: Literal["auto", "extractive", "openai"] = "auto"
     openai_model: str = "gpt-4o-mini"
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
     max_sentences: int = 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import shlex
 import sys
@@ -28,10 +29,10 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.cite import content_stems
+from rag.config import BACKENDS, resolve_backend
 from rag.render import print_answer, print_passages
 from rag.types import Answer, Citation, Passage
 
-BACKENDS = ("extractive", "openai")
 HISTORY_TURNS = 3  # conversation turns given to the model when condensing a follow-up question
 FOCUS_STYLE = "bold black on yellow"  # the cited span asked for with :show N
 OTHER_STYLE = "black on bright_yellow"  # other cited spans in the same passage
@@ -41,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ":sources": ("", "citations and retrieved passages behind the last answer"),
     ":show": ("N | pN", "passage behind citation [N] (or retrieved passage N), cited spans highlighted"),
     ":k": ("[N]", "passages to retrieve per question"),
-    ":backend": ("[extractive|openai]", "show or switch the answer backend"),
+    ":backend": ("[auto|extractive|openai]", "show or switch the answer backend"),
     ":filter": ("[DOC... | off]", "only search these documents (ids or globs); off: search all"),
     ":docs": ("", "list the ingested documents"),
     ":brief": ("TOPIC", "a cited briefing on a topic"),
@@ -356,10 +357,10 @@ class Repl:
         if not arg:
             self.console.print(f"backend: {self.chain.backend} (choose from {', '.join(BACKENDS)})")
             return
-        name = arg.lower()
-        if name not in BACKENDS:
-            raise Hint(f"unknown backend {arg!r}: choose extractive (offline) or openai "
+        if arg.lower() not in BACKENDS:
+            raise Hint(f"unknown backend {arg!r}: choose auto, extractive (offline) or openai "
                        "(OPENAI_API_KEY / OPENAI_BASE_URL)")
+        name = resolve_backend(arg.lower(), os.environ)
         if name == self.chain.backend:
             self.console.print(f"backend: {name} (unchanged)")
             return

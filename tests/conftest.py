@@ -12,6 +12,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 # A developer's store or Chroma server must never receive test data; tests that want them set them explicitly.
 os.environ.pop("RAG_HOME", None)
 os.environ.pop("RAG_CHROMA_URL", None)
+# Nor a developer's model server: with a key in the environment the default backend would answer with it.
+os.environ.pop("OPENAI_API_KEY", None)
+os.environ.pop("OPENAI_BASE_URL", None)
 
 import shutil  # noqa: E402  (the environment above must be set first)
 from collections.abc import Callable  # noqa: E402

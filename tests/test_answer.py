@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ from rag.answer import (
 )
 from rag.chunk import count_tokens
 from rag.cli import app
-from rag.config import AnswerSettings, Settings
+from rag.config import AnswerSettings, Settings, resolve_backend
 from rag.testing import FakeEmbedder, FakeRetriever, fake_chat, markers_in, passages_from_text
 from rag.types import Answer, Passage
 
@@ -474,6 +475,45 @@ def test_ask_bad_usage_exits_2(seed_home: Path, args: list[str]) -> None:
     assert result.exit_code == 2, result.output
     assert "error" in result.stderr.lower()
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("choice", "environ", "backend"), [
+    ("auto", {}, "extractive"),
+    ("auto", {"OPENAI_API_KEY": "sk-test"}, "openai"),
+    ("auto", {"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"}, "openai"),
+    ("auto", {"OPENAI_API_KEY": ""}, "extractive"),  # an empty variable configures nothing
+    ("extractive", {"OPENAI_API_KEY": "sk-test"}, "extractive"),
+    ("openai", {}, "openai"),  # asked for explicitly: the chain then says what is missing
+])
+def test_auto_backend_answers_with_the_model_server_the_environment_names(choice: str, environ: dict[str, str],
+                                                                         backend: str) -> None:
+    assert resolve_backend(choice, environ) == backend
+
+
+def test_the_chain_resolves_auto_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                      passages: list[Passage]) -> None:
+    assert AnswerChain(FakeRetriever(passages), AnswerSettings()).backend == "extractive"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1")
+    assert AnswerChain(FakeRetriever(passages), AnswerSettings()).backend == "openai"
+    assert AnswerChain(FakeRetriever(passages), AnswerSettings(), backend="extractive").backend == "extractive"
+
+
+@pytest.mark.integration
+def test_ask_uses_the_configured_model_server_unless_told_otherwise(seed_home: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("RAG_ANSWER__MAX_RETRIES", "0")
+    result = runner.invoke(app, ["--home", str(seed_home), "ask", "--json", OBVIOUS[0][0]])
+    assert result.exit_code == 2, result.output
+    assert f"cannot reach the model server at http://127.0.0.1:{port}/v1" in result.stderr
+    assert result.stdout == ""
+    offline = runner.invoke(app, ["--home", str(seed_home), "ask", "--json", "--backend", "extractive",
+                                  OBVIOUS[0][0]])
+    assert offline.exit_code == 0, offline.output
+    assert json.loads(offline.stdout)["backend"] == "extractive"
 
 
 @pytest.mark.integration

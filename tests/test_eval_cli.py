@@ -77,6 +77,13 @@ def test_bad_gold_file_exit_2_with_line_numbers(home, tmp_path):
     assert "bad.jsonl:3:" in result.stderr and "not an exact substring" in result.stderr
 
 
+def test_unknown_backend_exits_2_before_any_work(home):
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(GOLD), "--backend", "gpt9"])
+    assert result.exit_code == 2
+    assert "unknown backend 'gpt9'" in result.stderr
+    assert result.stdout == ""
+
+
 def test_record_then_replay_gives_the_same_answers_offline(home, tmp_path):
     s = Settings(home=home)
     retriever = Retriever(Store(s), LocalEmbedder(), s.retrieve)

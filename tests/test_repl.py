@@ -236,6 +236,16 @@ def test_backend_openai_without_key_is_one_line_and_keeps_the_old_backend(monkey
     assert chain.backend == "extractive" and repl.prompt_text().endswith("|extractive]> ")
 
 
+def test_backend_auto_picks_what_the_environment_configures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1")  # configured; nothing is called yet
+    passages = passages_from_text("004.txt", DOC, "Counter-Invasion", size=40, overlap=0)
+    chain = AnswerChain(FakeRetriever(passages), AnswerSettings(), backend="extractive")
+    code, out = drive(Repl(chain, screen()), ":backend auto\r\x04")
+    assert out.splitlines() == ["backend: openai"]
+    assert chain.backend == "openai"
+
+
 def test_brief_prints_the_briefing_markdown(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Any, str]] = []
 
