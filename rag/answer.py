@@ -90,7 +90,7 @@ class Asked:
     """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*"); for
     a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?")."""
 
-    kind: str | None  # number | date | weekday | month | name | place | description | deed | None
+    kind: str | None  # number | date | weekday | month | name | place | description | deed | speech | None
     focus: str | None = None
 
 
@@ -147,6 +147,8 @@ def analyse_question(question: str) -> Asked:
     if q.startswith("what") and (m := re.search(r"\b(their|its|his|her) ([\w-]+) (is|are|was|were)\b|"
                                                 r"^what (is|are|was|were) the ([\w' -]+?) of\b", q)):
         return Asked(None, m.group(2) or _head_noun(m.group(5).split()))
+    if m := _SPEECH_Q.match(question.strip()):
+        return Asked("speech", m.group(1).lower())
     if deed := yes_no_deed(question):
         return Asked("deed", deed)
     m = re.search(r"\bwhich ([\w' -]+)", q)
@@ -155,9 +157,17 @@ def analyse_question(question: str) -> Asked:
     return Asked(None)
 
 
+_REPORTING = frozenset("say tell claim report state announce declare confirm mention".split())
+# "What did Putin say ...", "What did the Institute for the Study of War announce": words of a named speaker.
+_NAME_WORD = r"[A-Z][\w'’-]*"
+_SPEECH_Q = re.compile(r"(?i:what (?:did|does|do|has|have) (?:the )?)"
+                       rf"({_NAME_WORD}(?: (?:of|for|the|{_NAME_WORD}))*?) (?:{'|'.join(_REPORTING)})\b")
+# Verbs and nouns that report words, as stems: "claimed", "claims", "statement", "according to".
+_SAYING = frozenset(stem(w) for w in "say said tell told write wrote claim state statement announce declare vow warn "
+                    "insist accuse deny confirm report assess call describe label brand note argue suggest urge "
+                    "promise threaten dismiss add comment respond reply post tweet quote according".split())
 _DETERMINERS = frozenset("the a an its their his her this that these those".split())
 _PRONOUNS = frozenset("it they he she anyone anybody someone".split())
-_REPORTING = frozenset("say tell claim report state announce confirm mention".split())
 
 
 def yes_no_deed(question: str) -> str | None:
@@ -204,6 +214,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     known = _stems(question)
     tokens = _TOKEN.findall(sentence)
     low = [t.lower() for t in tokens]
+    if asked.kind == "speech":
+        return _gives_words_to(asked.focus or "", low)
     if asked.kind == "weekday":
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":
@@ -234,6 +246,22 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     # distance in content words: "a separate group identifying itself as the Russian Volunteer Corps" is close
     place = list(accumulate(t not in STOPWORDS for t in low))
     return any(abs(place[i] - place[j]) <= 3 for i in near for j in fits)
+
+
+def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
+    """A word of the speaker's name within three content words of a verb of saying: "NATO said", "according to
+    the Kremlin", "the Legion's statement". A sentence that only names the speaker ("defiance against Putin's
+    government") does not say what the speaker said."""
+    names = {w[:5] for w in speaker.split() if w not in STOPWORDS}
+    place = list(accumulate(t not in STOPWORDS for t in low_tokens))
+
+    def owns_another_thing(i: int) -> bool:  # "Putin's government": the name owns a thing that is no saying
+        after = low_tokens[i + 1:i + 3]
+        return len(after) == 2 and after[0] == "s" and stem(after[1]) not in _SAYING
+
+    named = [i for i, t in enumerate(low_tokens) if t[:5] in names and not owns_another_thing(i)]
+    saying = [i for i, t in enumerate(low_tokens) if stem(t) in _SAYING]
+    return any(abs(place[i] - place[j]) <= 3 for i in named for j in saying)
 
 
 _LOCATIVE = frozenset("in near at into inside outside across from over to towards toward around".split())

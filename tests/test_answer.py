@@ -354,7 +354,8 @@ OBVIOUS = [
 ]
 UNANSWERABLE = ["What is the capital of Australia?", "Who won the football World Cup?",
                 "What is the recipe for chocolate cake?", "How tall is Mount Everest?",
-                "Who is the governor of the Belgorod region?"]  # the articles name only Kursk's
+                "Who is the governor of the Belgorod region?",  # the articles name only Kursk's
+                "What did Putin say in response to the incursions?"]  # named in nine sentences, quoted in none
 
 
 @pytest.mark.integration
@@ -558,6 +559,9 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("Did Ukraine's military help?", "deed", "help"),
     ("Did they try to enter Kursk?", "deed", "enter"),
     ("Did Russia say the attackers were Ukrainian?", None, None),  # what was said is asked, not the saying
+    ("What did Putin say in response to the incursions?", "speech", "putin"),
+    ("What did the Institute for the Study of War say?", "speech", "institute for the study of war"),
+    ("What did the governor of Belgorod tell residents?", None, None),  # no named speaker
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
     assert analyse_question(question) == Asked(kind, focus)
@@ -619,6 +623,12 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("Where did the legion claim an attack?", "It claimed an attack near the village of Terebreno.", True),
     ("Where did the legion claim an attack?", "Despite Moscow's claims, the legion claimed the attack.", False),
     ("Where did the legion claim an attack?", "The legion claimed an attack in December.", False),
+    # what a named speaker said: a sentence that gives the speaker words, not one that only names the speaker
+    ("What did Putin say about the raids?", "The groups declared the raids a defiance of Putin's government.", False),
+    ("What did Putin say about the raids?", "Putin said on Tuesday that the raids had failed.", True),
+    ("What did NATO say about the raids?", "According to NATO, the raids were no concern of the alliance.", True),
+    ("What did the Freedom of Russia Legion say about the vote?",
+     "The Legion's statement on social media called for a free vote.", True),
 ])
 def test_has_answer_of_type(question: str, sentence: str, answers: bool) -> None:
     assert has_answer_of_type(analyse_question(question), sentence, question) is answers
