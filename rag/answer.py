@@ -88,7 +88,8 @@ _DESCRIBED = re.compile(r"\b(call(ed|s|ing)?|describ(ed|es|ing)|defin(ed|es|ing)
 @dataclass(frozen=True)
 class Asked:
     """What kind of string answers a question, and the noun it is about ("How many *drones*", "Which *city*"); for
-    a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?")."""
+    a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?"); for "What did *NATO* say"
+    (kind "speech") the speaker."""
 
     kind: str | None  # number | date | weekday | month | name | place | description | deed | speech | None
     focus: str | None = None
