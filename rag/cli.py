@@ -47,8 +47,8 @@ def model_errors() -> Iterator[None]:
     except (ModelError, ValueError) as e:
         raise fail(str(e)) from None
     except Exception as e:  # noqa: BLE001  the client stack raises many types; each gets one line
-        if is_client_error(e):
-            raise fail(describe_failure(e)) from None
+        if is_client_error(e):  # the backend may have been picked from the environment: name the way out
+            raise fail(f"{describe_failure(e)}; --backend extractive answers offline") from None
         raise
 
 

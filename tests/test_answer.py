@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,7 @@ from rag.answer import (
 from rag.chunk import count_tokens
 from rag.cli import app
 from rag.config import AnswerSettings, Settings, resolve_backend
-from rag.testing import FakeEmbedder, FakeRetriever, fake_chat, markers_in, passages_from_text
+from rag.testing import FakeEmbedder, FakeRetriever, fake_chat, free_port, markers_in, passages_from_text
 from rag.types import Answer, Passage
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -502,14 +501,13 @@ def test_the_chain_resolves_auto_from_the_environment(monkeypatch: pytest.Monkey
 @pytest.mark.integration
 def test_ask_uses_the_configured_model_server_unless_told_otherwise(seed_home: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there: the connection is refused at once
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
     monkeypatch.setenv("RAG_ANSWER__MAX_RETRIES", "0")
     result = runner.invoke(app, ["--home", str(seed_home), "ask", "--json", OBVIOUS[0][0]])
     assert result.exit_code == 2, result.output
     assert f"cannot reach the model server at http://127.0.0.1:{port}/v1" in result.stderr
+    assert "--backend extractive answers offline" in result.stderr
     assert result.stdout == ""
     offline = runner.invoke(app, ["--home", str(seed_home), "ask", "--json", "--backend", "extractive",
                                   OBVIOUS[0][0]])
