@@ -242,11 +242,14 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return False  # "how many soldiers" is not answered by "100 fighters"
     if near and _owned_by_another(asked, question, tokens, near):
         return False
-    if not near:
-        return True
     # distance in content words: "a separate group identifying itself as the Russian Volunteer Corps" is close
-    place = list(accumulate(t not in STOPWORDS for t in low))
-    return any(abs(place[i] - place[j]) <= 3 for i in near for j in fits)
+    return not near or _close(low, near, fits)
+
+
+def _close(low_tokens: Sequence[str], these: Sequence[int], those: Sequence[int], reach: int = 3) -> bool:
+    """Does a token at one of `these` positions stand within `reach` content words of one at `those`?"""
+    place = list(accumulate(t not in STOPWORDS for t in low_tokens))
+    return any(abs(place[i] - place[j]) <= reach for i in these for j in those)
 
 
 def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
@@ -254,7 +257,6 @@ def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
     the Kremlin", "the Legion's statement". A sentence that only names the speaker ("defiance against Putin's
     government") does not say what the speaker said."""
     names = {w[:5] for w in speaker.split() if w not in STOPWORDS}
-    place = list(accumulate(t not in STOPWORDS for t in low_tokens))
 
     def owns_another_thing(i: int) -> bool:  # "Putin's government": the name owns a thing that is no saying
         after = low_tokens[i + 1:i + 3]
@@ -262,7 +264,7 @@ def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
 
     named = [i for i, t in enumerate(low_tokens) if t[:5] in names and not owns_another_thing(i)]
     saying = [i for i, t in enumerate(low_tokens) if stem(t) in _SAYING]
-    return any(abs(place[i] - place[j]) <= 3 for i in named for j in saying)
+    return _close(low_tokens, named, saying)
 
 
 _LOCATIVE = frozenset("in near at into inside outside across from over to towards toward around".split())

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rag.config import BACKENDS, Settings
+from rag.config import BACKENDS, BACKENDS_HELP, RetrieveSettings, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
@@ -115,17 +115,15 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
         raise fail(str(e)) from None
 
 
-BACKEND_HELP = ("auto (default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else extractive), "
-                "extractive (offline) or openai")
-
-
 def _known_backend(value: str | None) -> str | None:
     if value is not None and value not in BACKENDS:
-        raise fail(f"unknown backend {value!r}: {BACKEND_HELP}")
+        raise fail(f"unknown backend {value!r}: {BACKENDS_HELP}")
     return value
 
 
-BackendOption = Annotated[str | None, typer.Option(help=BACKEND_HELP, show_default=False, callback=_known_backend)]
+BackendOption = Annotated[str | None, typer.Option(help=BACKENDS_HELP, show_default=False, callback=_known_backend)]
+PassagesOption = Annotated[int | None, typer.Option("--k", min=1, show_default=False,
+                                                    help=f"passages to retrieve (default {RetrieveSettings().k})")]
 
 
 @app.command()
@@ -133,8 +131,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="the question", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (answer, citations, timings)")] = False,
     backend: BackendOption = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 8)",
-                                             show_default=False)] = None,
+    k: PassagesOption = None,
     doc: Annotated[list[str] | None, typer.Option("--doc", help="only these documents (id or glob); repeatable",
                                                      show_default=False)] = None,
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
@@ -165,8 +162,7 @@ def ask(
 @app.command()
 def repl(
     backend: BackendOption = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default 8)",
-                                             show_default=False)] = None,
+    k: PassagesOption = None,
 ) -> None:
     """Ask questions interactively: cited answers, follow-up questions, :help for commands, Ctrl-D to leave."""
     from rag.repl import LineSession, Repl, interactive, make_session

@@ -36,6 +36,8 @@ class RetrieveSettings(BaseModel):
 
 
 BACKENDS = ("auto", "extractive", "openai")
+BACKENDS_HELP = ("auto (default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else extractive), "
+                 "extractive (offline) or openai")
 
 
 def resolve_backend(choice: str, environ: Mapping[str, str]) -> str:

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.cite import content_stems
-from rag.config import BACKENDS, resolve_backend
+from rag.config import BACKENDS, BACKENDS_HELP, resolve_backend
 from rag.render import print_answer, print_passages
 from rag.types import Answer, Citation, Passage
 
@@ -358,8 +358,7 @@ class Repl:
             self.console.print(f"backend: {self.chain.backend} (choose from {', '.join(BACKENDS)})")
             return
         if arg.lower() not in BACKENDS:
-            raise Hint(f"unknown backend {arg!r}: choose auto, extractive (offline) or openai "
-                       "(OPENAI_API_KEY / OPENAI_BASE_URL)")
+            raise Hint(f"unknown backend {arg!r}: {BACKENDS_HELP}")
         name = resolve_backend(arg.lower(), os.environ)
         if name == self.chain.backend:
             self.console.print(f"backend: {name} (unchanged)")

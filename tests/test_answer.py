@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -701,8 +702,6 @@ def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
 
 def test_an_article_dated_in_the_asked_year_beats_an_undated_one() -> None:
     """Same sentence, two articles: the one dated in the year the question names is the likelier source."""
-    import dataclasses
-
     text = "Fighters crossed into the Belgorod region and captured a town."
     undated = passages_from_text("undated.txt", text)
     dated = [dataclasses.replace(p, doc="dated.txt", date="2023-05-22") for p in passages_from_text("dated.txt", text)]
