@@ -72,6 +72,7 @@ _TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_CALENDAR_WORDS) + ")$")
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+")
 _ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # "US", "FSB": a name even where it opens the sentence
 _TOKEN = re.compile(r"[\w$%-]+")
+_ISO_DATE = re.compile(r"(19|20)\d\d(-\d\d){0,2}$")  # a year, or a date in ISO form
 # Where the noun phrase after "which" / "how many" ends: an auxiliary, a preposition, or a verb in the past.
 _PHRASE_END = frozenset("did do does was were is are has have had will would could can should may might to of in on "
                         "at for from by with into about that who which said took made led won went came held began "
@@ -98,7 +99,8 @@ class Asked:
 def answer_words(asked: Asked) -> list[str]:
     """The words that spell an answer of a closed kind: a weekday answers "which day of the week" whichever of
     the seven it is, so a passage that names one is likelier to answer."""
-    return list({"weekday": _WEEKDAYS, "month": _MONTH_NAMES}.get(asked.kind or "", ()))  # a copy: callers may extend
+    spelt = {"weekday": _WEEKDAYS, "month": _MONTH_NAMES, "date": _CALENDAR_WORDS}
+    return list(spelt.get(asked.kind or "", ()))  # a copy: callers may extend
 
 
 def _head_noun(words: Sequence[str]) -> str | None:
@@ -221,8 +223,11 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":
         return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
-    if asked.kind == "date":
-        return any((t in _CALENDAR_WORDS or re.fullmatch(r"\d{1,4}", t)) and t[:5] not in known for t in low)
+    if asked.kind == "date":  # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
+        if re.search(r"\b(what|which) year\b", question, re.I):  # "On March 12" does not say which year
+            return any(_ISO_DATE.match(t) and t[:4] not in known for t in low)
+        return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
+                   for i, t in enumerate(low))
     if asked.kind == "number":
         fits = [i for i, t in enumerate(low)
                 if (any(ch.isdigit() for ch in t) or t in _NUMBER_WORDS) and t not in known and not _in_date(low, i)]

@@ -393,6 +393,7 @@ def test_extractive_is_deterministic_on_the_seed_corpus(seed_chain: AnswerChain)
 @pytest.mark.parametrize(("question", "spelled"), [
     ("On which day of the week did the incursion begin?", "monday"),
     ("In which month did the Terebreno attack take place?", "december"),
+    ("When did the Belgorod incursion happen?", "monday"),  # a date is spelt with a weekday or a month too
     ("Who commands the Russian Volunteer Corps?", None),
 ])
 def test_answer_words_spell_a_closed_kind_of_answer(question: str, spelled: str | None) -> None:
@@ -582,6 +583,15 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("On which day of the week did it start?", "The groups crossed over on Monday.", True),
     ("On which day of the week did it start?", "The groups crossed over in May.", False),
     ("In which month did the attack take place?", "It happened in December near the village.", True),
+    # A date is a weekday, a month, a year, a day next to its month or an ISO date: not any figure.
+    ("When did the drones get shot down?", "The ministry shot down 26 drones over seven regions.", False),
+    ("When did the groups cross over?", "They crossed over on Monday.", True),
+    ("On what date did the attacks begin?", "On March 12, the groups launched incursions.", True),
+    ("When was the statement posted?", "It was posted on 2024-03-12 at dawn.", True),
+    # ... and a year question wants the year
+    ("What year did the incursion happen?", "On March 12, the groups launched incursions.", False),
+    ("What year did the incursion happen?", "The incursion of May 2023 reached Belgorod.", True),
+    ("What year did the 2023 incursion happen?", "The incursion of May 2023 reached Belgorod.", False),
     # A name the question already holds (also inside "US-made") is no answer.
     ("Which model of US-made armored vehicle was used?", "US made military equipment was in use.", False),
     ("Whose military equipment was used?", "US made military equipment was in use.", True),
