@@ -538,7 +538,8 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
         chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once
     if not chosen:
         return CANNOT_ANSWER
-    return " ".join(attach_marker(c.text, f"[{c.passage}]") for c in chosen)
+    # one line per sentence: where the source wrapped its lines means nothing in an answer
+    return " ".join(attach_marker(" ".join(c.text.split()), f"[{c.passage}]") for c in chosen)
 
 
 # -- the chain ------------------------------------------------------------------------------------------

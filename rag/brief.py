@@ -33,7 +33,7 @@ import numpy as np
 
 from rag.answer import embed_cached, pack, render_passages
 from rag.chunk import sentence_spans
-from rag.cite import attach_marker, content_words, overlap, parse_claims, verify
+from rag.cite import attach_marker, content_words, one_line, overlap, parse_claims, verify
 from rag.events import group_events, parse_date
 from rag.types import Citation, Passage
 
@@ -435,7 +435,7 @@ def candidates(material: Material, embedder: Any, min_doc_relevance: float = MIN
     for p in material.passages:
         for s, e in sentence_spans(p.text):
             key = (p.doc, p.start + s, p.start + e)
-            text = p.text[s:e]
+            text = one_line(p.text[s:e])  # a claim is one line, however its source wrapped
             if key in seen or not _is_claim_sentence(text):
                 continue
             seen[key] = Candidate(p.doc, key[1], key[2], text, p, np.zeros(0))
@@ -996,7 +996,7 @@ def render_markdown(b: Briefing) -> str:
     lines += ["## Support audit", "", _audit_text(b.audit), ""]
     lines += ["## Sources", ""]
     for c in b.sources:
-        lines += [f"[{c.n}] {_one_line(c.title or c.doc)} — {c.doc} — “{_one_line(c.quote)}”", ""]
+        lines += [f"[{c.n}] {one_line(c.title or c.doc)} — {c.doc} — “{one_line(c.quote)}”", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1011,10 +1011,6 @@ def _audit_text(a: Audit) -> str:
         text += f" {a.draft_dropped} draft points failed verification before the merge."
     text += " Headings and lead-ins are structure, not claims, and are not audited."
     return text
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 _CSS = """
@@ -1064,10 +1060,10 @@ def render_html(b: Briefing) -> str:
 
     def cite(n: int) -> str:
         c = by_n[n]
-        quote = _one_line(c.quote)
-        tip = f"“{quote}” — {_one_line(c.title or c.doc)} ({c.doc})"
+        quote = one_line(c.quote)
+        tip = f"“{quote}” — {one_line(c.title or c.doc)} ({c.doc})"
         return (f'<a class="cite" href="#src-{n}" title="{esc(tip)}">[{n}]'
-                f'<span class="pop" aria-hidden="true">“{esc(quote)}”<small>[{n}] {esc(_one_line(c.title or c.doc))}'
+                f'<span class="pop" aria-hidden="true">“{esc(quote)}”<small>[{n}] {esc(one_line(c.title or c.doc))}'
                 f" — {esc(c.doc)}</small></span></a>")
 
     def point(p: Point) -> str:
@@ -1103,8 +1099,8 @@ def render_html(b: Briefing) -> str:
         parts.append("".join(body) + "</section>")
     parts.append(f'<section><h2>Support audit</h2><p class="audit">{esc(_audit_text(b.audit))}</p></section>')
     items = "".join(
-        f'<li id="src-{c.n}"><span class="n">[{c.n}]</span> <b>{esc(_one_line(c.title or c.doc))}</b> — '
-        f'<span class="file">{esc(c.doc)}</span> — <q>{esc(_one_line(c.quote))}</q></li>' for c in b.sources)
+        f'<li id="src-{c.n}"><span class="n">[{c.n}]</span> <b>{esc(one_line(c.title or c.doc))}</b> — '
+        f'<span class="file">{esc(c.doc)}</span> — <q>{esc(one_line(c.quote))}</q></li>' for c in b.sources)
     parts.append(f'<section><h2>Sources</h2><ol class="sources">{items}</ol></section>')
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

@@ -6,6 +6,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from functools import lru_cache
+from itertools import accumulate
 
 import tiktoken
 
@@ -13,6 +14,8 @@ from rag.types import Chunk
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or at a line break.
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
+# Bumped whenever sentence boundaries move: stores chunk every document again on the next ingest.
+SPLITTER_VERSION = 2
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 
 
@@ -31,17 +34,50 @@ def count_tokens(text: str) -> int:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, whitespace trimmed; the spans cover every non-space character."""
+    """(start, end) of each sentence, whitespace trimmed; the spans cover every non-space character. A line break
+    ends a sentence unless it only wraps a line of a paragraph (see `wrapped_breaks`)."""
     spans: list[tuple[int, int]] = []
     start = 0
+    wrapped = wrapped_breaks(text) if "\n" in text else frozenset()
     for m in _SENTENCE_END.finditer(text):
         end = m.end()
+        if m.group() == "\n" and m.start() in wrapped:
+            continue
         if m.group() != "\n" and _is_abbreviation(text, m.start()):
             continue
         _append_trimmed(text, start, end, spans)
         start = end
     _append_trimmed(text, start, len(text), spans)
     return spans
+
+
+# A line that opens a block of its own: a Markdown heading, list item, quote, table row, fence or underline.
+_BLOCK_START = re.compile(r"[ \t]*([#>|]|[-*+•][ \t]|\d{1,3}[.)][ \t]|```|~~~|[=-]{3,}[ \t]*$)")
+_MIN_WRAP_WIDTH = 30  # narrower "paragraphs" are titles and labels set one per line
+
+
+def wrapped_breaks(text: str) -> frozenset[int]:
+    """Offsets of the line breaks that only wrap a paragraph's line (hard-wrapped text, Markdown, PDF text): the
+    break stands inside a paragraph (no blank line), the next line opens no block, and the line is about as long
+    as the paragraph's longest (a short line before a long one is a title) or the next line goes on in lower
+    case. Such a break is a space, not a sentence end."""
+    wrapped: set[int] = set()
+    lines = text.split("\n")
+    ends = list(accumulate(len(line) + 1 for line in lines))  # offset after each line's break
+    i = 0
+    while i < len(lines):
+        j = i
+        while j + 1 < len(lines) and lines[j + 1].strip():
+            j += 1  # lines i..j form one paragraph
+        width = max(len(line.strip()) for line in lines[i:j + 1])
+        for k in range(i, j):
+            line, after = lines[k].strip(), lines[k + 1].lstrip()
+            if not line or _BLOCK_START.match(after) or line.startswith("#"):
+                continue
+            if (width >= _MIN_WRAP_WIDTH and len(line) >= 0.6 * width) or after[:1].islower():
+                wrapped.add(ends[k] - 1)
+        i = j + 1
+    return frozenset(wrapped)
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:

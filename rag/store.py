@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 from filelock import FileLock, Timeout
 
-from rag.chunk import chunk_text
+from rag.chunk import SPLITTER_VERSION, chunk_text
 from rag.config import Settings
 from rag.embed import Embedder
 from rag.ingest import Scan, Skip
@@ -303,7 +303,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
 
 def chunking_key(settings: Settings) -> str:
     """The chunk settings a document was chunked with: other settings mean chunking it again."""
-    return json.dumps({"size": settings.chunk.size, "overlap": settings.chunk.overlap})
+    return json.dumps({"size": settings.chunk.size, "overlap": settings.chunk.overlap, "splitter": SPLITTER_VERSION})
 
 
 def _root_of(doc: Document) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from itertools import pairwise
 from pathlib import Path
 
@@ -221,6 +222,55 @@ def _sentences(text: str) -> list[str]:
 ])
 def test_sentence_spans_examples(text: str, expected: list[str]) -> None:
     assert _sentences(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # a hard-wrapped paragraph: its line breaks are spaces
+    ("Two groups crossed over into Russia's southern Belgorod region on\nMonday and captured at least one town, "
+     "officials said.\nThe Kremlin called them saboteurs.",
+     ["Two groups crossed over into Russia's southern Belgorod region on\nMonday and captured at least one town, "
+      "officials said.", "The Kremlin called them saboteurs."]),
+    # a short line before a long one is a title, whatever case the long one starts in
+    ("Panic at the Kremlin\nTwo groups crossed over into Russia's southern Belgorod region on Monday.",
+     ["Panic at the Kremlin", "Two groups crossed over into Russia's southern Belgorod region on Monday."]),
+    # ... unless the next line goes on in lower case
+    ("The groups that\ncrossed over were Russian.", ["The groups that\ncrossed over were Russian."]),
+    # Markdown: headings, list items, quotes and table rows are blocks of their own
+    ("# The raid on Belgorod\nTwo groups crossed over into the Belgorod region and took a town",
+     ["# The raid on Belgorod", "Two groups crossed over into the Belgorod region and took a town"]),
+    ("- 26 drones shot down over seven regions of Russia\n- 100 fighters killed, according to the ministry",
+     ["- 26 drones shot down over seven regions of Russia", "- 100 fighters killed, according to the ministry"]),
+    ("1) the first point made in the statement, at length\n2) the second point made in it, also at length",
+     ["1) the first point made in the statement, at length", "2) the second point made in it, also at length"]),
+    ("Heading of the underlined kind, long enough to wrap\n===================================================",
+     ["Heading of the underlined kind, long enough to wrap", "==================================================="]),
+])
+def test_line_breaks_that_wrap_a_paragraph_are_spaces(text: str, expected: list[str]) -> None:
+    assert _sentences(text) == expected
+
+
+plain_word = st.text(alphabet=LETTERS, min_size=1, max_size=12)
+
+
+@st.composite
+def prose(draw: st.DrawFn) -> list[str]:
+    """Paragraphs of sentences that start with a capital and end with . ! or ?"""
+    paragraphs = []
+    for _ in range(draw(st.integers(1, 4))):
+        sentences = [" ".join(draw(st.lists(plain_word, min_size=1, max_size=20))).capitalize()
+                     + draw(st.sampled_from(".!?")) for _ in range(draw(st.integers(1, 6)))]
+        paragraphs.append(" ".join(sentences))
+    return paragraphs
+
+
+@PROPS
+@given(paragraphs=prose(), width=st.integers(45, 100))
+def test_hard_wrapping_a_text_moves_no_sentence_boundary(paragraphs: list[str], width: int) -> None:
+    """Text as a plain-text mail, a Markdown file or a PDF page wraps it splits into the same sentences."""
+    flowing = "\n\n".join(paragraphs)
+    wrapped = "\n\n".join(textwrap.fill(p, width, break_long_words=False, break_on_hyphens=False)
+                           for p in paragraphs)
+    assert [" ".join(s.split()) for s in _sentences(wrapped)] == _sentences(flowing)
 
 
 def test_overlap_must_be_smaller_than_size() -> None:

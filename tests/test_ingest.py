@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.chunk import sentence_spans
 from rag.ingest import SUPPORTED, BadFile, Skip, find_date, guess_title, load_file, normalise, scan
 
 MB = 1_000_000
@@ -210,6 +211,19 @@ def test_pdf_text_is_extracted(tmp_path: Path) -> None:
     assert doc.title == "Quarterly Report (draft)"
     assert doc.date == "2024-03-12"
     assert doc.id == "report.pdf"
+
+
+def test_a_pdf_paragraph_wrapped_over_lines_splits_into_whole_sentences(tmp_path: Path) -> None:
+    f = tmp_path / "raid.pdf"
+    f.write_bytes(make_pdf(["The Belgorod Raid", "Two anti-Kremlin Russian groups crossed over into Russia's southern",
+                            "Belgorod region on Monday and captured at least one town. The Kremlin",
+                            "called the fighters saboteurs."]))
+    text = load(f).text
+    assert [" ".join(text[s:e].split()) for s, e in sentence_spans(text)] == [
+        "The Belgorod Raid",
+        "Two anti-Kremlin Russian groups crossed over into Russia's southern Belgorod region on Monday and captured at "
+        "least one town.",
+        "The Kremlin called the fighters saboteurs."]
 
 
 def test_pdf_without_text_and_encrypted_pdf_are_skipped(tmp_path: Path) -> None:
