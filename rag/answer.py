@@ -396,18 +396,21 @@ def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], f
 
 
 _TITLE_LOWER = frozenset("with from into over after about than that this upon onto amid".split())
+_LIST_ITEM = re.compile(r"\s*([-*+•]|\d{1,3}[.)])\s")  # "- 26 drones shot down": a fact, if unpunctuated
 _CAPTION_LABEL = re.compile(r"^\W*(\d{1,2} \w+ \d{2,4}|\w+ \d{1,2},? \d{2,4}|[A-Z0-9 ]{3,})\s*:")
 
 
 def is_statement(sentence: str) -> bool:
-    """Headlines and captions are not answers. A statement ends like a sentence or is long, is not in Title Case
-    ("Russian Paramilitary Groups Cross Border") and does not open with a caption's label ("23 May 23: ...")."""
+    """Headlines and captions are not answers. A statement ends like a sentence (a list item need not), is not in
+    Title Case ("Russian Paramilitary Groups Cross Border") and does not open with a caption's label ("23 May 23:
+    ..."). A headline in sentence case is a long line with no full stop: "Anti-Kremlin Russians fighting for
+    Ukraine stage 'extraordinary' attack inside Russian border region"."""
     if _CAPTION_LABEL.match(sentence):
         return False
     long_words = [w for w in re.findall(r"[A-Za-z][\w'’-]*", sentence) if len(w) > 3 and w.lower() not in _TITLE_LOWER]
     if len(long_words) >= 5 and all(w[0].isupper() for w in long_words):
         return False
-    return sentence.rstrip()[-1:] in '.!?"”’\'' or len(sentence.split()) >= 12
+    return sentence.rstrip()[-1:] in '.!?"”’\'' or bool(_LIST_ITEM.match(sentence))
 
 
 # Weights of the extractive score, chosen on evals/gold/seeds.jsonl (see `rag eval`).

@@ -737,6 +737,8 @@ def test_a_figure_for_another_act_or_owner_is_no_count() -> None:
     ("23 May 23: Fighters of the Legion operating inside Russian territory.", False),  # a photo caption
     ("DEFECTORS IN ACTION: Russian Paramilitary Groups Cross Border to Challenge Putin's Rule", False),
     ("Russian Volunteer Corps and Freedom of Russia Legion Claim New Raid Into Belgorod Region Today", False),
+    ("Anti-Kremlin Russians fighting for Ukraine stage 'extraordinary' attack inside Russian border region", False),
+    ("- 26 drones shot down over seven regions", True),  # a list item states a fact without a full stop
     ("Kursk Governor Roman Starovoyt told reporters there was a battle.", True),
     ("The Freedom of Russia Legion said so.", True),
     ("Note: the figures are estimates.", True),
