@@ -113,9 +113,12 @@ def parse_claims(answer: str, n_passages: int) -> tuple[list[Claim], list[str]]:
 
 
 def attach_marker(sentence: str, markers: str) -> str:
-    """Put markers before the sentence's closing punctuation: 'It fell [2].' keeps them inside the sentence."""
+    """Put markers before the sentence's closing punctuation: 'It fell [2].' keeps them inside the sentence. After
+    a quotation that closes it, though: 'He said "it fell." [2]' leaves the quoted words as the source has them."""
     m = re.search(r"[.!?]*[\"'”’)]*$", sentence)
     cut = m.start() if m else len(sentence)
+    if re.search(r"[.!?][\"'”’]", sentence[cut:]):
+        return f"{sentence.rstrip()} {markers}"
     return f"{sentence[:cut].rstrip()} {markers}{sentence[cut:]}"
 
 

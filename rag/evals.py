@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.chunk import sentence_spans
-from rag.cite import MARKER
+from rag.cite import MARKER, parse_claims
 from rag.types import Answer
 
 
@@ -235,12 +234,11 @@ def score_item(item: GoldItem, answer: Answer) -> ItemResult:
     r.f1 = token_f1(answer.text, item.answers)
     r.retrieval_hit = any(supports(p.doc, p.start, p.end) for p in answer.passages)
     by_n = {c.n: c for c in answer.citations}
-    for s, e in sentence_spans(answer.text):
-        sentence = answer.text[s:e]
+    claims, _ = parse_claims(answer.text, len(answer.citations))  # read the markers as `verify` wrote them
+    for claim in claims:
         r.sentences += 1
-        cited = [by_n[int(n)] for m in MARKER.finditer(sentence) for n in re.findall(r"\d+", m.group(1))
-                 if int(n) in by_n]
-        stated = [a for a in item.answers if str_em(sentence, [a])]
+        cited = [by_n[n] for n in claim.markers if n in by_n]
+        stated = [a for a in item.answers if str_em(claim.text, [a])]
         # Attributed: a cited span overlaps gold evidence and contains the answer string the sentence states.
         if any(supports(c.doc, c.start, c.end) and (not stated or str_em(c.quote, stated)) for c in cited):
             r.attributed_sentences += 1

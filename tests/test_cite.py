@@ -120,8 +120,17 @@ def test_parse_sentence_without_marker() -> None:
 
 def test_attach_marker_goes_before_closing_punctuation() -> None:
     assert attach_marker("It fell.", "[2]") == "It fell [2]."
-    assert attach_marker('He said "it fell."', "[1][3]") == 'He said "it fell [1][3]."'
     assert attach_marker("It fell", "[1]") == "It fell [1]"
+    assert attach_marker("(It fell.)", "[1]") == "(It fell [1].)"
+
+
+def test_attach_marker_leaves_a_closing_quotation_whole() -> None:
+    assert attach_marker('He said "it fell."', "[1][3]") == 'He said "it fell." [1][3]'
+    assert attach_marker("It destroyed “six tanks.”", "[2]") == "It destroyed “six tanks.” [2]"
+    # the marker after the quotation still belongs to the sentence before it
+    answer = attach_marker('He said "it fell."', "[1]") + " " + attach_marker("Then it rose.", "[2]")
+    claims, _ = parse_claims(answer, 2)
+    assert claims == [Claim('He said "it fell."', (1,)), Claim("Then it rose.", (2,))]
 
 
 # -- verify -------------------------------------------------------------------------------------------------

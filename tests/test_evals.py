@@ -55,6 +55,13 @@ def test_correct_answer_with_supporting_citation():
     assert r.attributed_sentences == r.sentences == 1
 
 
+def test_a_marker_after_a_closing_quotation_attributes_the_sentence_before_it():
+    quoted = answer('The ministry said: "26 drones over seven regions." [1]',
+                    cite(1, "The ministry said it shot down 26 drones over seven regions."))
+    r = score_item(DRONES, quoted)
+    assert r.sentences == r.attributed_sentences == 1  # one sentence, not a quotation and a lone "[1]"
+
+
 def test_answer_that_copies_the_top_passage_scores_high_on_citations_low_on_correctness():
     """Citing the right passage does not make a wrong answer right: both metrics must show it."""
     copied = answer("Schools in Kursk moved online [1]. The ministry said it shot down drones over seven regions [2].",
