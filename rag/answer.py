@@ -21,7 +21,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from rag.chunk import count_tokens, sentence_spans
+from rag.chunk import as_prose, count_tokens, sentence_spans
 from rag.cite import STOPWORDS, attach_marker, content_stems, content_words, stem, strip_foreign_links, verify
 from rag.config import AnswerSettings, resolve_backend
 from rag.embed import Embedder
@@ -541,8 +541,7 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
         chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once
     if not chosen:
         return CANNOT_ANSWER
-    # one line per sentence: where the source wrapped its lines means nothing in an answer
-    return " ".join(attach_marker(" ".join(c.text.split()), f"[{c.passage}]") for c in chosen)
+    return " ".join(attach_marker(as_prose(c.text), f"[{c.passage}]") for c in chosen)
 
 
 # -- the chain ------------------------------------------------------------------------------------------

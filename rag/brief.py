@@ -32,8 +32,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rag.answer import embed_cached, pack, render_passages
-from rag.chunk import sentence_spans
-from rag.cite import attach_marker, content_words, one_line, overlap, parse_claims, verify
+from rag.chunk import as_prose, sentence_spans
+from rag.cite import attach_marker, content_words, overlap, parse_claims, verify
 from rag.events import group_events, parse_date
 from rag.types import Citation, Passage
 
@@ -435,7 +435,7 @@ def candidates(material: Material, embedder: Any, min_doc_relevance: float = MIN
     for p in material.passages:
         for s, e in sentence_spans(p.text):
             key = (p.doc, p.start + s, p.start + e)
-            text = one_line(p.text[s:e])  # a claim is one line, however its source wrapped
+            text = as_prose(p.text[s:e])  # a claim is one line, however its source wrapped or marked it
             if key in seen or not _is_claim_sentence(text):
                 continue
             seen[key] = Candidate(p.doc, key[1], key[2], text, p, np.zeros(0))
@@ -996,7 +996,7 @@ def render_markdown(b: Briefing) -> str:
     lines += ["## Support audit", "", _audit_text(b.audit), ""]
     lines += ["## Sources", ""]
     for c in b.sources:
-        lines += [f"[{c.n}] {one_line(c.title or c.doc)} — {c.doc} — “{one_line(c.quote)}”", ""]
+        lines += [f"[{c.n}] {c.title or c.doc} — {c.doc} — “{as_prose(c.quote)}”", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1060,10 +1060,10 @@ def render_html(b: Briefing) -> str:
 
     def cite(n: int) -> str:
         c = by_n[n]
-        quote = one_line(c.quote)
-        tip = f"“{quote}” — {one_line(c.title or c.doc)} ({c.doc})"
+        quote = as_prose(c.quote)
+        tip = f"“{quote}” — {c.title or c.doc} ({c.doc})"
         return (f'<a class="cite" href="#src-{n}" title="{esc(tip)}">[{n}]'
-                f'<span class="pop" aria-hidden="true">“{esc(quote)}”<small>[{n}] {esc(one_line(c.title or c.doc))}'
+                f'<span class="pop" aria-hidden="true">“{esc(quote)}”<small>[{n}] {esc(c.title or c.doc)}'
                 f" — {esc(c.doc)}</small></span></a>")
 
     def point(p: Point) -> str:
@@ -1099,8 +1099,8 @@ def render_html(b: Briefing) -> str:
         parts.append("".join(body) + "</section>")
     parts.append(f'<section><h2>Support audit</h2><p class="audit">{esc(_audit_text(b.audit))}</p></section>')
     items = "".join(
-        f'<li id="src-{c.n}"><span class="n">[{c.n}]</span> <b>{esc(one_line(c.title or c.doc))}</b> — '
-        f'<span class="file">{esc(c.doc)}</span> — <q>{esc(one_line(c.quote))}</q></li>' for c in b.sources)
+        f'<li id="src-{c.n}"><span class="n">[{c.n}]</span> <b>{esc(c.title or c.doc)}</b> — '
+        f'<span class="file">{esc(c.doc)}</span> — <q>{esc(as_prose(c.quote))}</q></li>' for c in b.sources)
     parts.append(f'<section><h2>Sources</h2><ol class="sources">{items}</ol></section>')
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

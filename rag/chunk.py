@@ -15,7 +15,7 @@ from rag.types import Chunk
 # A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or at a line break.
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # Bumped whenever sentence boundaries move: stores chunk every document again on the next ingest.
-SPLITTER_VERSION = 2
+SPLITTER_VERSION = 3
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 
 
@@ -58,9 +58,9 @@ _MIN_WRAP_WIDTH = 30  # narrower "paragraphs" are titles and labels set one per 
 
 def wrapped_breaks(text: str) -> frozenset[int]:
     """Offsets of the line breaks that only wrap a paragraph's line (hard-wrapped text, Markdown, PDF text): the
-    break stands inside a paragraph (no blank line), the next line opens no block, and the line is about as long
-    as the paragraph's longest (a short line before a long one is a title) or the next line goes on in lower
-    case. Such a break is a space, not a sentence end."""
+    break stands inside a paragraph (no blank line), the next line opens no block (or goes on with the same
+    quotation, "> ..."), and the line is about as long as the paragraph's longest (a short line before a long
+    one is a title) or the next line goes on in lower case. Such a break is a space, not a sentence end."""
     wrapped: set[int] = set()
     lines = text.split("\n")
     ends = list(accumulate(len(line) + 1 for line in lines))  # offset after each line's break
@@ -72,12 +72,23 @@ def wrapped_breaks(text: str) -> frozenset[int]:
         width = max(len(line.strip()) for line in lines[i:j + 1])
         for k in range(i, j):
             line, after = lines[k].strip(), lines[k + 1].lstrip()
+            if line.startswith(">") and after.startswith(">"):  # a quotation goes on: its lines wrap like any
+                line, after = line.lstrip("> \t"), after.lstrip("> \t")
             if not line or _BLOCK_START.match(after) or line.startswith("#"):
                 continue
             if (width >= _MIN_WRAP_WIDTH and len(line) >= 0.6 * width) or after[:1].islower():
                 wrapped.add(ends[k] - 1)
         i = j + 1
     return frozenset(wrapped)
+
+
+_LINE_MARKER = re.compile(r"(^|\n)[ \t]*(>[ \t>]*|[-*+•][ \t]+|\d{1,3}[.)][ \t]+)")
+
+
+def as_prose(sentence: str) -> str:
+    """The sentence as one line of prose, without the list or quotation markers that open its lines: how an
+    answer or a briefing shows it (its citation keeps the exact source text)."""
+    return " ".join(_LINE_MARKER.sub(" ", sentence).split())
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:

@@ -42,12 +42,6 @@ class Verified:
     dropped_markers: tuple[str, ...]
 
 
-def one_line(text: str) -> str:
-    """The text with each run of whitespace one space: how a quote is shown, since where a source wrapped its
-    lines means nothing there (the citation's offsets still point at the exact text)."""
-    return " ".join(text.split())
-
-
 def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 2 or w.isdigit())]
 

@@ -297,16 +297,16 @@ def eval_(
 def _print_eval(report, backend: str, time_s: float) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    from rag.cite import one_line
+    from rag.chunk import as_prose
 
     failures = [r for r in report.items if not r.passed]
     for r in failures:
         out.print(f"[bold red]FAIL[/] {r.id} {escape(r.question)} — {r.failure()}")
         out.print(f"   expected: {escape(str(r.expected_answers))}"
-                  + (f" from “{escape(one_line(r.expected_quotes[0]))}”" if r.expected_quotes else ""))
+                  + (f" from “{escape(as_prose(r.expected_quotes[0]))}”" if r.expected_quotes else ""))
         out.print(f"   answer:   {escape(r.answer)}")
         for c in r.citations:
-            out.print(f"   cited:    [{c['n']}] {c['doc']} “{escape(one_line(c['quote']))}”")
+            out.print(f"   cited:    [{c['n']}] {c['doc']} “{escape(as_prose(c['quote']))}”")
     table = Table(title=f"rag eval — {backend} backend, {len(report.items)} items, {time_s:.1f} s answering")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from rag.cite import one_line
+from rag.chunk import as_prose
 from rag.types import Answer
 
 
@@ -23,7 +23,7 @@ def print_answer(console: Console, answer: Answer) -> None:
         for c in answer.citations:
             console.print(f"[bold cyan]\\[{c.n}][/] {escape(c.title or c.doc)} — [dim]{escape(c.doc)}[/] "
                           f"[dim]({c.start}-{c.end})[/]")
-            console.print(Text(f"    “{one_line(c.quote)}”", style="italic"))
+            console.print(Text(f"    “{as_prose(c.quote)}”", style="italic"))
 
 
 def print_passages(console: Console, answer: Answer) -> None:

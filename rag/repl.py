@@ -28,7 +28,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rag.cite import content_stems, one_line
+from rag.chunk import as_prose
+from rag.cite import content_stems
 from rag.config import BACKENDS, BACKENDS_HELP, resolve_backend
 from rag.render import print_answer, print_passages
 from rag.types import Answer, Citation, Passage
@@ -298,7 +299,7 @@ class Repl:
                 where = f"passage {index[c.chunk_id]}" if c.chunk_id in index else c.chunk_id
                 self.console.print(f"[bold cyan]\\[{c.n}][/] {escape(c.title or c.doc)} — [dim]{escape(c.doc)} "
                                    f"({c.start}-{c.end}), {where}[/]")
-                self.console.print(Text(f"    “{one_line(c.quote)}”", style="italic"))
+                self.console.print(Text(f"    “{as_prose(c.quote)}”", style="italic"))
         else:
             self.console.print(Text("The last answer cites no passage.", style="yellow"))
         if answer.passages:

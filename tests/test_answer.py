@@ -297,6 +297,17 @@ def test_extractive_cites_whole_sentences_of_hard_wrapped_text() -> None:
     assert "\n" not in answer.text  # the answer reads as one line; the quote keeps the source's exact text
 
 
+def test_extractive_answers_from_a_markdown_list_read_as_prose() -> None:
+    notes = ("# Losses claimed\n\n- 26 drones shot down over seven regions, said the defense ministry\n"
+             "- six tanks destroyed, said the FSB\n")
+    chain = AnswerChain(FakeRetriever(passages_from_text("notes.md", notes), FakeEmbedder(), rank=True),
+                        AnswerSettings(min_relevance=0.2), backend="extractive")
+    answer = chain.ask("How many drones were shot down?")
+    assert_citations_verify(answer, {"notes.md": notes})
+    assert answer.citations[0].quote.startswith("- 26 drones")  # the exact source text ...
+    assert answer.text.startswith("26 drones shot down")  # ... read without its bullet
+
+
 def test_extractive_abstains_below_min_relevance(passages: list[Passage]) -> None:
     chain = AnswerChain(FakeRetriever(passages, FakeEmbedder()), AnswerSettings(min_relevance=5.0),
                         backend="extractive")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.chunk import chunk_text, count_tokens, sentence_spans
+from rag.chunk import as_prose, chunk_text, count_tokens, sentence_spans
 from rag.types import Chunk
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -242,11 +242,26 @@ def test_sentence_spans_examples(text: str, expected: list[str]) -> None:
      ["- 26 drones shot down over seven regions of Russia", "- 100 fighters killed, according to the ministry"]),
     ("1) the first point made in the statement, at length\n2) the second point made in it, also at length",
      ["1) the first point made in the statement, at length", "2) the second point made in it, also at length"]),
+    ('> "We can confirm that this operation was carried out by Russian\n> citizens," the spokesman Andriy Yusov '
+     'told CNN.\n> Then he left.',
+     ['> "We can confirm that this operation was carried out by Russian\n> citizens," the spokesman Andriy Yusov '
+      'told CNN.', "> Then he left."]),  # a quotation's lines wrap too
     ("Heading of the underlined kind, long enough to wrap\n===================================================",
      ["Heading of the underlined kind, long enough to wrap", "==================================================="]),
 ])
 def test_line_breaks_that_wrap_a_paragraph_are_spaces(text: str, expected: list[str]) -> None:
     assert _sentences(text) == expected
+
+
+@pytest.mark.parametrize(("sentence", "prose"), [
+    ("- 26 drones shot down over seven regions", "26 drones shot down over seven regions"),
+    ("2) the second point", "the second point"),
+    ('> "We can confirm it was carried out by Russian\n> citizens," Yusov told CNN.',
+     '"We can confirm it was carried out by Russian citizens," Yusov told CNN.'),
+    ("Two groups crossed over on\nMonday - and took a town.", "Two groups crossed over on Monday - and took a town."),
+])
+def test_as_prose_drops_the_markers_that_open_lines(sentence: str, prose: str) -> None:
+    assert as_prose(sentence) == prose
 
 
 plain_word = st.text(alphabet=LETTERS, min_size=1, max_size=12)
