@@ -15,7 +15,7 @@ from rag.types import Chunk
 # A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or at a line break.
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # Bumped whenever sentence boundaries move: stores chunk every document again on the next ingest.
-SPLITTER_VERSION = 3
+SPLITTER_VERSION = 4
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 
 
@@ -59,8 +59,9 @@ _MIN_WRAP_WIDTH = 30  # narrower "paragraphs" are titles and labels set one per 
 def wrapped_breaks(text: str) -> frozenset[int]:
     """Offsets of the line breaks that only wrap a paragraph's line (hard-wrapped text, Markdown, PDF text): the
     break stands inside a paragraph (no blank line), the next line opens no block (or goes on with the same
-    quotation, "> ..."), and the line is about as long as the paragraph's longest (a short line before a long
-    one is a title) or the next line goes on in lower case. Such a break is a space, not a sentence end."""
+    quotation, "> ..."), and the line is full (the next line's first word would have made it longer than the
+    paragraph's longest line) or the next line goes on in lower case. A title over a paragraph is no full line.
+    Such a break is a space, not a sentence end."""
     wrapped: set[int] = set()
     lines = text.split("\n")
     ends = list(accumulate(len(line) + 1 for line in lines))  # offset after each line's break
@@ -74,9 +75,11 @@ def wrapped_breaks(text: str) -> frozenset[int]:
             line, after = lines[k].strip(), lines[k + 1].lstrip()
             if line.startswith(">") and after.startswith(">"):  # a quotation goes on: its lines wrap like any
                 line, after = line.lstrip("> \t"), after.lstrip("> \t")
-            if not line or _BLOCK_START.match(after) or line.startswith("#"):
+            if not line or not after or _BLOCK_START.match(after) or line.startswith("#"):
                 continue
-            if (width >= _MIN_WRAP_WIDTH and len(line) >= 0.6 * width) or after[:1].islower():
+            # wrapped: the next line's first word would not have fitted on this one
+            full = width >= _MIN_WRAP_WIDTH and len(line) + 1 + len(after.split(maxsplit=1)[0]) > width
+            if full or after[:1].islower():
                 wrapped.add(ends[k] - 1)
         i = j + 1
     return frozenset(wrapped)

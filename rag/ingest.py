@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.chunk import wrapped_breaks
 from rag.types import Document
 
 SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
@@ -231,13 +232,17 @@ _MD_HEADING = re.compile(r"#{1,6}\s+(.*?)(?:\s+#+)?\s*$")  # ATX heading, option
 
 
 def guess_title(text: str, markdown: bool = False) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    """The first Markdown heading (for Markdown), else the first line, a hard-wrapped one with the lines it wraps
+    into; cut at a word after 120 characters."""
     if markdown:
-        for line in lines:
-            heading = _MD_HEADING.match(line)
+        for line in text.splitlines():
+            heading = _MD_HEADING.match(line.strip())
             if heading:
                 return heading.group(1)
-    first = lines[0] if lines else ""
+    text = text.strip()
+    wrapped = wrapped_breaks(text)
+    end = next((i for i, ch in enumerate(text) if ch == "\n" and i not in wrapped), len(text))
+    first = " ".join(text[:end].split())
     if len(first) <= 120:
         return first
     return first[:120].rsplit(" ", 1)[0] + "…"

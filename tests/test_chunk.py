@@ -246,6 +246,11 @@ def test_sentence_spans_examples(text: str, expected: list[str]) -> None:
      'told CNN.\n> Then he left.',
      ['> "We can confirm that this operation was carried out by Russian\n> citizens," the spokesman Andriy Yusov '
       'told CNN.', "> Then he left."]),  # a quotation's lines wrap too
+    # an empty quotation line parts the quotation's paragraphs
+    ("> A quotation with an empty line\n>\n> in it.", ["> A quotation with an empty line", ">", "> in it."]),
+    # a short paragraph of lines that are not full: the next word would have fitted
+    ("Quarterly Report (draft)\nPublished 12 March 2024 by the team.",
+     ["Quarterly Report (draft)", "Published 12 March 2024 by the team."]),
     ("Heading of the underlined kind, long enough to wrap\n===================================================",
      ["Heading of the underlined kind, long enough to wrap", "==================================================="]),
 ])

@@ -153,6 +153,9 @@ def test_same_text_same_hash_different_text_different_hash(tmp_path: Path) -> No
     ("plain.md", "No heading at all\n\nBody.\n", "No heading at all"),
     # Plain text: the first line, even when it starts with a hash.
     ("t.txt", "\n\n  First real line  \n# not a heading in a .txt\n", "First real line"),
+    # ... and a hard-wrapped first line with the lines it wraps into
+    ("w.txt", "Anti-Kremlin Russians fighting for Ukraine stage an attack\ninside a Russian border region\n\nBody.\n",
+     "Anti-Kremlin Russians fighting for Ukraine stage an attack inside a Russian border region"),
 ])
 def test_title(tmp_path: Path, name: str, content: str, title: str) -> None:
     f = tmp_path / name
