@@ -21,7 +21,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from rag.chunk import as_prose, count_tokens, sentence_spans
+from rag.chunk import as_prose, count_tokens, is_list_item, sentence_spans
 from rag.cite import STOPWORDS, attach_marker, content_stems, content_words, stem, strip_foreign_links, verify
 from rag.config import AnswerSettings, resolve_backend
 from rag.embed import Embedder
@@ -396,7 +396,6 @@ def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], f
 
 
 _TITLE_LOWER = frozenset("with from into over after about than that this upon onto amid".split())
-_LIST_ITEM = re.compile(r"\s*([-*+•]|\d{1,3}[.)])\s")  # "- 26 drones shot down": a fact, if unpunctuated
 _CAPTION_LABEL = re.compile(r"^\W*(\d{1,2} \w+ \d{2,4}|\w+ \d{1,2},? \d{2,4}|[A-Z0-9 ]{3,})\s*:")
 
 
@@ -410,7 +409,7 @@ def is_statement(sentence: str) -> bool:
     long_words = [w for w in re.findall(r"[A-Za-z][\w'’-]*", sentence) if len(w) > 3 and w.lower() not in _TITLE_LOWER]
     if len(long_words) >= 5 and all(w[0].isupper() for w in long_words):
         return False
-    return sentence.rstrip()[-1:] in '.!?"”’\'' or bool(_LIST_ITEM.match(sentence))
+    return sentence.rstrip()[-1:] in '.!?"”’\'' or is_list_item(sentence)  # "- 26 drones shot down" states a fact
 
 
 # Weights of the extractive score, chosen on evals/gold/seeds.jsonl (see `rag eval`).

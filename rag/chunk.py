@@ -12,7 +12,8 @@ import tiktoken
 
 from rag.types import Chunk
 
-# A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or at a line break.
+# A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or at a line break that does more
+# than wrap a line (see `wrapped_breaks`).
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # Bumped whenever sentence boundaries move: stores chunk every document again on the next ingest.
 SPLITTER_VERSION = 4
@@ -51,8 +52,9 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_LIST_MARKER = r"[-*+•][ \t]+|\d{1,3}[.)][ \t]+"  # "- ", "* ", "• ", "2) ", "3. "
 # A line that opens a block of its own: a Markdown heading, list item, quote, table row, fence or underline.
-_BLOCK_START = re.compile(r"[ \t]*([#>|]|[-*+•][ \t]|\d{1,3}[.)][ \t]|```|~~~|[=-]{3,}[ \t]*$)")
+_BLOCK_START = re.compile(rf"[ \t]*([#>|]|{_LIST_MARKER}|```|~~~|[=-]{{3,}}[ \t]*$)")
 _MIN_WRAP_WIDTH = 30  # narrower "paragraphs" are titles and labels set one per line
 
 
@@ -85,7 +87,11 @@ def wrapped_breaks(text: str) -> frozenset[int]:
     return frozenset(wrapped)
 
 
-_LINE_MARKER = re.compile(r"(^|\n)[ \t]*(>[ \t>]*|[-*+•][ \t]+|\d{1,3}[.)][ \t]+)")
+_LINE_MARKER = re.compile(rf"(^|\n)[ \t]*(>[ \t>]*|{_LIST_MARKER})")
+
+
+def is_list_item(line: str) -> bool:
+    return bool(re.match(rf"\s*({_LIST_MARKER})", line))
 
 
 def as_prose(sentence: str) -> str:
