@@ -92,14 +92,14 @@ class Asked:
     a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?"); for "What did *NATO* say"
     (kind "speech") the speaker."""
 
-    kind: str | None  # number | date | weekday | month | name | place | description | deed | speech | None
+    kind: str | None  # number | date | year | weekday | month | name | place | description | deed | speech | None
     focus: str | None = None
 
 
 def answer_words(asked: Asked) -> list[str]:
     """The words that spell an answer of a closed kind: a weekday answers "which day of the week" whichever of
     the seven it is, so a passage that names one is likelier to answer."""
-    spelt = {"weekday": _WEEKDAYS, "month": _MONTH_NAMES, "date": _CALENDAR_WORDS}
+    spelt = {"weekday": _WEEKDAYS, "month": _MONTH_NAMES, "date": _CALENDAR_WORDS, "year": _CALENDAR_WORDS}
     return list(spelt.get(asked.kind or "", ()))  # a copy: callers may extend
 
 
@@ -124,7 +124,7 @@ def analyse_question(question: str) -> Asked:
     if re.search(r"\b(which|what|in what|in which) month\b", q):
         return Asked("month")
     if re.match(r"(on )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
-        return Asked("date")
+        return Asked("year" if re.search(r"\b(what|which) year\b", q) else "date")
     m = re.search(r"\bhow (many|much|large|big|long)\b", q)
     if m:
         head = _head_noun(words[words.index(m.group(1)) + 1:] if m.group(1) in words else [])
@@ -223,9 +223,9 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":
         return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
+    if asked.kind == "year":  # "On March 12" does not say which year
+        return any(_ISO_DATE.match(t) and t[:4] not in known for t in low)
     if asked.kind == "date":  # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
-        if re.search(r"\b(what|which) year\b", question, re.I):  # "On March 12" does not say which year
-            return any(_ISO_DATE.match(t) and t[:4] not in known for t in low)
         return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
                    for i, t in enumerate(low))
     if asked.kind == "number":
@@ -354,7 +354,7 @@ def question_terms(question: str) -> list[str]:
     """Content words of the question; dates and years drop out unless the question asks for a date, since they
     name the event rather than what is asked about it."""
     words = [w for w in content_words(question) if w not in _QUESTION_FORM]
-    if analyse_question(question).kind in ("date", "weekday", "month"):
+    if analyse_question(question).kind in ("date", "year", "weekday", "month"):
         return words
     return [w for w in words if not _TIME_WORD.match(w)] or words
 

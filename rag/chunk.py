@@ -88,10 +88,11 @@ def wrapped_breaks(text: str) -> frozenset[int]:
 
 
 _LINE_MARKER = re.compile(rf"(^|\n)[ \t]*(>[ \t>]*|{_LIST_MARKER})")
+_LIST_ITEM = re.compile(rf"\s*({_LIST_MARKER})")
 
 
 def is_list_item(line: str) -> bool:
-    return bool(re.match(rf"\s*({_LIST_MARKER})", line))
+    return bool(_LIST_ITEM.match(line))
 
 
 def as_prose(sentence: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -35,7 +35,8 @@ class RetrieveSettings(BaseModel):
     mmr_lambda: float = 0.7
 
 
-BACKENDS = ("auto", "extractive", "openai")
+Backend = Literal["auto", "extractive", "openai"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 BACKENDS_HELP = ("auto (default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else extractive), "
                  "extractive (offline) or openai")
 
@@ -49,7 +50,7 @@ def resolve_backend(choice: str, environ: Mapping[str, str]) -> str:
 
 
 class AnswerSettings(BaseModel):
-    backend: Literal["auto", "extractive", "openai"] = "auto"
+    backend: Backend = "auto"
     openai_model: str = "gpt-4o-mini"
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
     max_sentences: int = 2

@@ -626,6 +626,7 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("What did Putin say in response to the incursions?", "speech", "putin"),
     ("What did the Institute for the Study of War say?", "speech", "institute for the study of war"),
     ("What did the governor of Belgorod tell residents?", None, None),  # no named speaker
+    ("What year did the incursion happen?", "year", None),
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
     assert analyse_question(question) == Asked(kind, focus)
