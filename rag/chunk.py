@@ -16,7 +16,7 @@ from rag.types import Chunk
 # than wrap a line (see `wrapped_breaks`).
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # Bumped whenever sentence boundaries move: stores chunk every document again on the next ingest.
-SPLITTER_VERSION = 4
+SPLITTER_VERSION = 5
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 
 
@@ -44,7 +44,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         end = m.end()
         if m.group() == "\n" and m.start() in wrapped:
             continue
-        if m.group() != "\n" and _is_abbreviation(text, m.start()):
+        if m.group() != "\n" and (_is_abbreviation(text, m.start()) or _is_list_number(text, m)):
             continue
         _append_trimmed(text, start, end, spans)
         start = end
@@ -107,6 +107,14 @@ def _is_abbreviation(text: str, dot: int) -> bool:
         return False
     w = word.group(1).lower()
     return w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha())
+
+
+_LINE_START_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,3}$")
+
+
+def _is_list_number(text: str, end: re.Match[str]) -> bool:
+    """The full stop of a numbered list item's "3. ", which opens its sentence rather than ending one."""
+    return end.group() == "." and bool(_LINE_START_NUMBER.search(text, max(0, end.start() - 8), end.start()))
 
 
 def _append_trimmed(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:

@@ -216,6 +216,10 @@ def _sentences(text: str) -> list[str]:
     ("Title line\nBody without a full stop\n\nNext paragraph.", ["Title line", "Body without a full stop",
                                                                  "Next paragraph."]),
     ("(It rained.) Then sun.", ["(It rained.)", "Then sun."]),
+    # the full stop of a numbered list item opens its sentence; a number ending a sentence still ends it
+    ("Steps:\n1. Open the box. Then wait.\n 12. Close it.", ["Steps:", "1. Open the box.", "Then wait.",
+                                                           "12. Close it."]),
+    ("The count was 12. Then 2023. Done.", ["The count was 12.", "Then 2023.", "Done."]),
     ("  leading and trailing  ", ["leading and trailing"]),
     ("", []),
     (" \n\n \t ", []),
