@@ -15,7 +15,8 @@ from rag.types import Chunk
 # A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or at a line break that does more
 # than wrap a line (see `wrapped_breaks`).
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
-# Bumped whenever sentence boundaries move: stores chunk every document again on the next ingest.
+# Bumped whenever sentence boundaries or the text read from a file change (version 5: numbered list items, PDF
+# line-end hyphens): stores read and chunk every document again on the next ingest.
 SPLITTER_VERSION = 5
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 

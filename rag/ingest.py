@@ -123,6 +123,8 @@ def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
         decoded = _decode(raw)
         text, title = _html_text(decoded) if suffix in {".html", ".htm"} else (decoded, "")
     text = normalise(text)
+    if suffix == ".pdf":
+        text = join_line_end_hyphens(text)
     if not text:
         raise BadFile("no text after extraction")
     return Document(
@@ -149,6 +151,23 @@ def normalise(text: str) -> str:
     text = re.sub(r"[ \t\f\v]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip()
+
+
+_LINE_END_HYPHEN = re.compile(r"\b([^\W\d_]*[a-z])-\n([a-z]+)(\S*)(?: +|(?=\n)|$)")
+
+
+def join_line_end_hyphens(text: str) -> str:
+    """A word hyphenated at a line end, as PDF pages set it ("incur-\\nsion"), made whole again, with the line
+    break moved after it. The hyphen goes when the document spells the joined word elsewhere ("incursion"); it
+    stays when it does not, since "cross-\\nborder" may be a compound."""
+    words = set(re.findall(r"[^\W\d_]+", text.lower()))
+
+    def join(m: re.Match[str]) -> str:
+        left, right, tail = m.groups()
+        hyphen = "" if (left + right).lower() in words else "-"
+        return f"{left}{hyphen}{right}{tail}" + ("\n" if m.group().endswith(" ") else "")
+
+    return _LINE_END_HYPHEN.sub(join, text)
 
 
 _BLOCK_TAGS = frozenset(["p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "li", "ul",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunk import sentence_spans
+from rag.chunk import as_prose, sentence_spans
 from rag.ingest import SUPPORTED, BadFile, Skip, find_date, guess_title, load_file, normalise, scan
 
 MB = 1_000_000
@@ -227,6 +227,17 @@ def test_a_pdf_paragraph_wrapped_over_lines_splits_into_whole_sentences(tmp_path
         "Two anti-Kremlin Russian groups crossed over into Russia's southern Belgorod region on Monday and captured at "
         "least one town.",
         "The Kremlin called the fighters saboteurs."]
+
+
+def test_a_pdf_word_hyphenated_at_a_line_end_is_whole_again(tmp_path: Path) -> None:
+    f = tmp_path / "raid.pdf"
+    f.write_bytes(make_pdf(["The incursion began at dawn on Monday, officials in the region said.",
+                            "Witnesses saw the incur-", "sion of armored vehicles near a cross-", "border post."]))
+    text = load(f).text
+    # "incursion" is spelled elsewhere, so its hyphen goes; "crossborder" is not, so that hyphen stays
+    assert text.endswith("Witnesses saw the incursion\nof armored vehicles near a cross-border\npost.")
+    assert [as_prose(text[s:e]) for s, e in sentence_spans(text)][-1] == (
+        "Witnesses saw the incursion of armored vehicles near a cross-border post.")
 
 
 def test_pdf_without_text_and_encrypted_pdf_are_skipped(tmp_path: Path) -> None:
