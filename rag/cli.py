@@ -154,9 +154,13 @@ def ask(
     print_answer(out, answer)
     if show_passages:
         print_passages(out, answer)
-    elif answer.abstained and answer.passages:  # let the user judge what was searched; stdout stays the answer
-        err.print(f"[dim]{len(answer.passages)} passages were searched and none answers well enough to cite: "
-                  "--show-passages lists them[/]")
+    # stdout stays the answer; who answered, from how much, and how fast goes to stderr
+    seconds = answer.timings_ms.get("total", 0.0) / 1000
+    if answer.abstained and answer.passages and not show_passages:  # let the user judge what was searched
+        err.print(f"[dim]{len(answer.passages)} passages were searched ({answer.backend} backend, {seconds:.1f} s) "
+                  "and none answers well enough to cite: --show-passages lists them[/]")
+    else:
+        err.print(f"[dim]{answer.backend} backend, {len(answer.passages)} passages, {seconds:.1f} s[/]")
 
 
 @app.command()

@@ -513,6 +513,8 @@ def test_ask_text_output_lists_sources(seed_home: Path) -> None:
     assert "[1]" in result.stdout and "002_02ef5c51c639ed40.txt" in result.stdout
     assert "10 billion rubles" in result.stdout
     assert "Retrieved passages" in result.stdout
+    assert "extractive backend, 8 passages" in result.stderr  # who answered, on stderr: stdout stays the answer
+    assert "backend" not in result.stdout
 
 
 @pytest.mark.integration
@@ -520,7 +522,7 @@ def test_ask_text_abstention_points_at_the_passages_searched(seed_home: Path) ->
     result = runner.invoke(app, ["--home", str(seed_home), "ask", UNANSWERABLE[0]])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == CANNOT_ANSWER
-    assert "passages were searched" in result.stderr and "--show-passages" in result.stderr
+    assert "passages were searched (extractive backend" in result.stderr and "--show-passages" in result.stderr
     shown = runner.invoke(app, ["--home", str(seed_home), "ask", "--show-passages", UNANSWERABLE[0]])
     assert "Retrieved passages" in shown.stdout and "passages were searched" not in shown.stderr
 
