@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag.answer import embed_cached, pack, render_passages
+from rag.answer import embed_cached, is_statement, pack, render_passages
 from rag.chunk import as_prose, sentence_spans
 from rag.cite import attach_marker, content_words, overlap, parse_claims, verify
 from rag.events import group_events, parse_date
@@ -412,16 +412,13 @@ def event_noun(topic: str, texts: Sequence[str] = ()) -> str:
 
 
 def _is_claim_sentence(sentence: str) -> bool:
-    """A statement worth briefing: ends like a sentence, neither a headline nor a caption nor a fragment."""
+    """A statement (`is_statement`: no headline, caption or unfinished line) worth briefing: long enough to claim
+    something, not a parenthetical, not mostly names."""
     words = sentence.split()
-    if len(content_words(sentence)) < 5 or len(words) > 75:
+    if len(content_words(sentence)) < 5 or len(words) > 75 or sentence.startswith(("(", "[")):
         return False
-    if sentence.rstrip()[-1:] not in '.!?"”’\'':
-        return False
-    if re.match(r"^\d{1,2} \w+ \d{2}:", sentence) or sentence.startswith(("(", "[")):
-        return False  # photo captions ("23 May 23: ...") and parentheticals
     capitalised = sum(1 for w in words if w[:1].isupper())
-    return capitalised / len(words) < 0.6
+    return capitalised / len(words) < 0.6 and is_statement(sentence)
 
 
 MIN_DOC_RELEVANCE = 0.35  # seed corpus: on-topic documents score 0.5-0.8, unrelated topics below 0.3
