@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,8 +34,27 @@ def settings() -> Settings:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)  # "[and]" in a quote stays
     return typer.Exit(code)
+
+
+def output_file(path: Path, what: str) -> Path:
+    """An output file checked before the long work that fills it: its folder is made (as pytest does for
+    --junitxml) and must be writable, and it must not be a folder itself."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise fail(f"cannot write {what} {path}: {e.strerror or e}") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise fail(f"cannot write {what} {path}: " + ("it is a folder" if path.is_dir() else "permission denied"))
+    return path
+
+
+def write_output(path: Path, text: str, what: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise fail(f"cannot write {what} {path}: {e.strerror or e}") from None
 
 
 @contextmanager
@@ -203,16 +223,16 @@ def brief(
         raise fail("the topic is empty")
     suffix = output.suffix.lower() if output else ""
     if output and suffix not in (".md", ".markdown", ".html", ".htm"):
-        raise fail(f"cannot tell the format of {output}: use a .md or .html file name")
+        named = "an empty name" if str(output) == "." else output  # typer reads -o "" as the path "."
+        raise fail(f"cannot tell the format of {named}: use a .md or .html file name")
+    if output:
+        output_file(output, "the briefing")
     s = settings()
     chain = load_chain(s, backend)
     with model_errors():
         briefing = make_briefing(chain, topic, k=k, unsupported="flag" if flag_unsupported else "drop")
     if output:
-        try:
-            output.write_text(briefing.html if suffix in (".html", ".htm") else briefing.markdown, encoding="utf-8")
-        except OSError as e:
-            raise fail(f"cannot write {output}: {e.strerror or e}") from None
+        write_output(output, briefing.html if suffix in (".html", ".htm") else briefing.markdown, "the briefing")
     if as_json:
         out.print_json(json.dumps(briefing.to_json(), ensure_ascii=False))
     elif not output:
@@ -248,8 +268,18 @@ def eval_(
 
     if record and replay:
         raise fail("--record and --replay exclude each other")
+    if check and update_baseline:  # accepting new figures and testing them against the old ones contradict
+        raise fail("--check and --update-baseline exclude each other: check first, then update deliberately")
+    if junit_xml:
+        output_file(junit_xml, "the JUnit report")
+    if update_baseline:
+        output_file(baseline, "the baseline")
     s = settings()
     chain = load_chain(s, backend)
+    if (record or replay) and chain.backend == "extractive":
+        err.print(f"note: --{'record' if record else 'replay'} has nothing to do: the extractive backend calls no "
+                  "model", markup=False)
+        record = replay = None
     if k:
         chain.retriever.settings = chain.retriever.settings.model_copy(update={"k": k})
     try:
@@ -275,7 +305,7 @@ def eval_(
             chain.cache.save()
     report = evals.combine(reports) if repeat > 1 else reports[0]
     if junit_xml:
-        junit_xml.write_text(evals.junit_xml(report, f"rag-eval-{chain.backend}"), encoding="utf-8")
+        write_output(junit_xml, evals.junit_xml(report, f"rag-eval-{chain.backend}"), "the JUnit report")
     tol = tolerance if tolerance is not None else float(base.get("tolerance", 0.02))
     accepted = base.get("backends", {}).get(chain.backend)
     failures = evals.check_against(report.metrics, accepted, tol) if (check and accepted) else []
@@ -286,11 +316,15 @@ def eval_(
     if update_baseline:
         base.setdefault("backends", {})[chain.backend] = {m: v for m, v in report.metrics.items()}
         base.setdefault("tolerance", tol)
-        baseline.write_text(json.dumps(base, indent=2) + "\n")
-        err.print(f"baseline for {chain.backend} written to {baseline}")
+        write_output(baseline, json.dumps(base, indent=2) + "\n", "the baseline")
+        err.print(f"baseline for {chain.backend} written to {baseline}", markup=False)
     if check:
         if accepted is None:
             raise fail(f"no baseline for backend {chain.backend} in {baseline}: run with --update-baseline first")
+        measured = int(report.metrics["n_items"] or 0)
+        if accepted.get("n_items") not in (None, measured):
+            err.print(f"note: the baseline was measured on {int(accepted['n_items'])} items, this run has "
+                      f"{measured}: a metric moves with the items, not only with the code", markup=False)
         if failures:
             for line in failures:
                 err.print(f"[red]regression:[/] {line}")
@@ -317,9 +351,9 @@ def _print_eval(report, backend: str, time_s: float) -> None:  # type: ignore[no
     if report.spread:
         table.add_column("spread", justify="right")
     for name, value in report.metrics.items():
-        row = [name, f"{value:.4f}" if name != "n_items" else str(int(value))]
+        row = [name, "n/a" if value is None else str(int(value)) if name == "n_items" else f"{value:.4f}"]
         if report.spread:
-            row.append(f"±{report.spread.get(name, 0):.4f}")
+            row.append(f"±{report.spread[name]:.4f}" if name in report.spread else "")
         table.add_row(*row)
     out.print(table)
 

@@ -53,7 +53,8 @@ def load_gold(path: Path, doc_texts: Callable[[str], str | None]) -> list[GoldIt
     items: list[GoldItem] = []
     seen: set[str] = set()
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # JSONL lines end at "\n" only: splitlines() would also break inside strings at U+2028, U+0085, ...
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except UnicodeDecodeError as e:
         raise GoldError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
     for number, line in enumerate(lines, start=1):
@@ -63,7 +64,7 @@ def load_gold(path: Path, doc_texts: Callable[[str], str | None]) -> list[GoldIt
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as e:
-            problems.append(f"{where}: not JSON ({e.msg} at column {e.colno})")
+            problems.append(f"{where}: not JSON ({e.msg.removesuffix(' at')}, column {e.colno})")
             continue
         item, errors = _parse_item(raw, doc_texts)
         if item and item.id in seen:
@@ -107,7 +108,8 @@ def _parse_item(raw: Any, doc_texts: Callable[[str], str | None]) -> tuple[GoldI
             continue
         at = text.find(ev["quote"]) if ev["quote"] else -1
         if at < 0:
-            errors.append(f"evidence {i}: quote is not an exact substring of {ev['doc']}: {ev['quote'][:60]!r}")
+            errors.append(f"evidence {i}: quote is not an exact substring of {ev['doc']}: "
+                          + _first_difference(text, ev["quote"]))
             continue
         spans.append(Span(ev["doc"], at, at + len(ev["quote"])))
         quotes.append(ev["quote"])
@@ -116,8 +118,24 @@ def _parse_item(raw: Any, doc_texts: Callable[[str], str | None]) -> tuple[GoldI
     return item, errors
 
 
+def _first_difference(text: str, quote: str) -> str:
+    """Where a quote stops matching its document: the longest opening of it that the text holds, and what follows."""
+    low, high = 0, len(quote)  # an opening the text holds stays held when shortened: binary search its length
+    while low < high:
+        mid = (low + high + 1) // 2
+        if quote[:mid] in text:
+            low = mid
+        else:
+            high = mid - 1
+    if low == 0:
+        return f"no part of it is in the document: {quote[:60]!r}"
+    return f"{quote[max(0, low - 40):low]!r} matches, then {quote[low:low + 40]!r} does not"
+
+
 def store_texts(store: Any) -> Callable[[str], str | None]:
-    """doc id -> normalised text, read from each stored document's source file (gold quotes anchor to it)."""
+    """doc id -> normalised text, read from each stored document's source file (gold quotes anchor to it); None
+    for a document the store does not hold. GoldError when the file is gone or differs from what was ingested:
+    citations point into the stored text, so quotes checked against another text would score wrongly."""
     from rag.ingest import BadFile, load_file
 
     records = store.documents()
@@ -126,10 +144,18 @@ def store_texts(store: Any) -> Callable[[str], str | None]:
     def text(doc: str) -> str | None:
         if doc not in cache:
             record = records.get(doc)
-            try:
-                cache[doc] = load_file(Path(record["source"]), doc, 10**10).text if record else None
-            except BadFile:
-                cache[doc] = None
+            cache[doc] = None
+            if record:
+                source = Path(record["source"])
+                try:
+                    loaded = load_file(source, doc, 10**10)
+                except BadFile as e:
+                    raise GoldError(f"{doc}: cannot read its source file {source} ({e}); "
+                                    "run `rag ingest` on the corpus again") from None
+                if loaded.content_hash != record.get("hash"):
+                    raise GoldError(f"{doc}: {source} changed since it was ingested; "
+                                    "run `rag ingest` on the corpus again") from None
+                cache[doc] = loaded.text
         return cache[doc]
 
     return text
@@ -257,7 +283,7 @@ METRICS = ("evidence_recall", "citation_precision", "statement_attribution", "an
 
 @dataclass
 class EvalReport:
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     items: list[ItemResult]
     spread: dict[str, float] = field(default_factory=dict)
 
@@ -268,13 +294,18 @@ class EvalReport:
         return out
 
 
-def aggregate(results: Sequence[ItemResult]) -> dict[str, float]:
+def aggregate(results: Sequence[ItemResult]) -> dict[str, float | None]:
+    """Each metric over the items it measures; None (n/a) when there are none: a gold set without unanswerable
+    items says nothing about abstention, and must not read as 0."""
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
 
-    def mean(values: Iterable[float]) -> float:
+    def ratio(part: float, whole: float) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    def mean(values: Iterable[float]) -> float | None:
         values = list(values)
-        return round(sum(values) / len(values), 4) if values else 0.0
+        return ratio(sum(values), len(values))
 
     cited = sum(r.cited_total for r in answerable)
     sentences = sum(r.sentences for r in answerable)
@@ -282,19 +313,16 @@ def aggregate(results: Sequence[ItemResult]) -> dict[str, float]:
     all_sentences = sum(r.sentences + r.uncited_sentences for r in answerable)
     return {
         "evidence_recall": mean(r.evidence_hit for r in answerable),
-        "citation_precision": round(sum(r.cited_ok for r in answerable) / cited, 4) if cited else 0.0,
-        "statement_attribution": round(sum(r.attributed_sentences for r in answerable) / sentences, 4)
-        if sentences else 0.0,
+        "citation_precision": ratio(sum(r.cited_ok for r in answerable), cited),
+        "statement_attribution": ratio(sum(r.attributed_sentences for r in answerable), sentences),
         "answer_str_em": mean(r.correct for r in answerable),
         "answer_f1": mean(r.f1 for r in answerable),
         "attributed_accuracy": mean(r.correct and r.evidence_hit for r in answerable),
         "retrieval_recall_at_k": mean(r.retrieval_hit for r in answerable),
         "abstention_accuracy": mean(r.abstained for r in unanswerable),
         "false_abstention_rate": mean(r.abstained for r in answerable),
-        "invalid_citation_rate": round(sum(r.invalid_markers for r in results) / all_markers, 4)
-        if all_markers else 0.0,
-        "uncited_sentence_rate": round(sum(r.uncited_sentences for r in answerable) / all_sentences, 4)
-        if all_sentences else 0.0,
+        "invalid_citation_rate": ratio(sum(r.invalid_markers for r in results), all_markers),
+        "uncited_sentence_rate": ratio(sum(r.uncited_sentences for r in answerable), all_sentences),
         "n_items": float(len(results)),
     }
 
@@ -311,10 +339,15 @@ def evaluate(chain: Answerer, gold: Sequence[GoldItem],
 
 
 def combine(reports: Sequence[EvalReport]) -> EvalReport:
-    """Mean of each metric over repeated runs, with the spread (population standard deviation)."""
-    keys = reports[0].metrics.keys()
-    metrics = {k: round(statistics.fmean(r.metrics[k] for r in reports), 4) for k in keys}
-    spread = {k: round(statistics.pstdev(r.metrics[k] for r in reports), 4) for k in keys}
+    """Mean of each metric over the repeated runs that measured it, with the spread (population standard
+    deviation)."""
+    metrics: dict[str, float | None] = {}
+    spread: dict[str, float] = {}
+    for k in reports[0].metrics:
+        values = [v for r in reports if (v := r.metrics[k]) is not None]
+        metrics[k] = round(statistics.fmean(values), 4) if values else None
+        if values:
+            spread[k] = round(statistics.pstdev(values), 4)
     return EvalReport(metrics, reports[-1].items, spread)
 
 
@@ -322,13 +355,15 @@ def combine(reports: Sequence[EvalReport]) -> EvalReport:
 LOWER_IS_BETTER = {"false_abstention_rate", "invalid_citation_rate", "uncited_sentence_rate"}
 
 
-def check_against(metrics: dict[str, float], baseline: dict[str, float], tolerance: float) -> list[str]:
-    """Metrics that got worse than baseline by more than the tolerance, one line each."""
+def check_against(metrics: dict[str, float | None], baseline: dict[str, float | None], tolerance: float
+                  ) -> list[str]:
+    """Metrics that got worse than baseline by more than the tolerance, one line each. A metric that either side
+    could not measure (n/a) is not compared."""
     failures = []
     for name, accepted in baseline.items():
-        if name == "n_items" or name not in metrics:
+        now = metrics.get(name)
+        if name == "n_items" or now is None or accepted is None:
             continue
-        now = metrics[name]
         worse = now > accepted + tolerance if name in LOWER_IS_BETTER else now < accepted - tolerance
         if worse:
             failures.append(f"{name}: {now:.4f} vs baseline {accepted:.4f} (tolerance {tolerance})")
@@ -342,13 +377,36 @@ def load_baseline(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise GoldError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    shape = "expected {'tolerance': number, 'backends': {backend: {metric: number or null}}}"
     if not isinstance(data, dict) or not isinstance(data.get("backends", {}), dict):
-        raise GoldError(f"{path}: expected {{'tolerance': float, 'backends': {{name: metrics}}}}")
+        raise GoldError(f"{path}: {shape}")
+    if not _is_number(data.get("tolerance", 0.0)) or data.get("tolerance", 0.0) < 0:
+        raise GoldError(f"{path}: 'tolerance' must be a number >= 0, not {data['tolerance']!r}")
+    for backend, metrics in data.get("backends", {}).items():
+        if not isinstance(metrics, dict):
+            raise GoldError(f"{path}: backend {backend!r}: {shape}")
+        for name, value in metrics.items():
+            if value is not None and not _is_number(value):
+                raise GoldError(f"{path}: backend {backend!r}: {name} must be a number or null, not {value!r}")
     return data
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot hold
+
+
 def junit_xml(report: EvalReport, suite: str) -> str:
-    from xml.sax.saxutils import escape, quoteattr
+    from xml.sax.saxutils import escape as escape_xml
+    from xml.sax.saxutils import quoteattr as quote_xml
+
+    def escape(text: str) -> str:  # a control character in a question would make the file unreadable
+        return escape_xml(_NOT_XML.sub("\ufffd", text))
+
+    def quoteattr(text: str) -> str:
+        return quote_xml(_NOT_XML.sub("\ufffd", text))
 
     failed = [r for r in report.items if not r.passed]
     cases = []
@@ -360,7 +418,7 @@ def junit_xml(report: EvalReport, suite: str) -> str:
             body = f"<failure message={quoteattr(r.failure())}>{escape(detail)}</failure>"
         cases.append(f'  <testcase classname={quoteattr(suite)} name={quoteattr(r.id + ": " + r.question)}>'
                      f"{body}</testcase>")
-    props = "".join(f'<property name="{k}" value="{v}"/>' for k, v in report.metrics.items())
+    props = "".join(f'<property name="{k}" value="{"n/a" if v is None else v}"/>' for k, v in report.metrics.items())
     return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name={quoteattr(suite)} '
             f'tests="{len(report.items)}" failures="{len(failed)}">\n  <properties>{props}</properties>\n'
             + "\n".join(cases) + "\n</testsuite>\n")

@@ -89,6 +89,6 @@ class ResponseCache:
         self.entries[key] = reply
 
     def save(self) -> None:
-        if self.mode == "record":
+        if self.mode == "record" and (self.entries or self.path.exists()):  # a run that failed at once leaves no file
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(self.entries, indent=1, ensure_ascii=False), encoding="utf-8")

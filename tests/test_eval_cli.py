@@ -110,3 +110,70 @@ def test_record_then_replay_gives_the_same_answers_offline(home, tmp_path):
     other.cache = ResponseCache(cache_file, "replay")
     with pytest.raises(ModelError, match="no recorded reply"):
         other.ask("A question that was never recorded?")
+
+
+def test_check_and_update_baseline_together_are_refused_and_the_baseline_kept(home, tmp_path):
+    baseline = tmp_path / "baseline.json"
+    accepted = json.dumps({"tolerance": 0.0, "backends": {"extractive": {"evidence_recall": 1.0}}})
+    baseline.write_text(accepted)
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(GOLD), "--check", "--update-baseline",
+                                 "--baseline", str(baseline)])
+    assert result.exit_code == 2 and "exclude each other" in result.stderr
+    assert baseline.read_text() == accepted and result.stdout == ""
+
+
+def test_outputs_are_checked_before_the_run_and_their_folders_made(home, tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(GOLD.read_text(encoding="utf-8").splitlines()[:2]) + "\n", encoding="utf-8")
+    (tmp_path / "a-folder.xml").mkdir()
+    refused = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold),
+                                  "--junit-xml", str(tmp_path / "a-folder.xml")])
+    assert refused.exit_code == 2 and "it is a folder" in refused.stderr and refused.stdout == ""
+    junit, baseline = tmp_path / "reports" / "eval.xml", tmp_path / "new" / "baseline.json"
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold), "--junit-xml", str(junit),
+                                 "--update-baseline", "--baseline", str(baseline)])
+    assert result.exit_code == 0, result.output
+    assert 'tests="2"' in junit.read_text()
+    # two answerable items: abstention was not measured, so the baseline holds null, and --check passes on it
+    assert json.loads(baseline.read_text())["backends"]["extractive"]["abstention_accuracy"] is None
+    checked = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold), "--check",
+                                  "--baseline", str(baseline)])
+    assert checked.exit_code == 0, checked.output
+    assert "abstention_accuracy" in checked.stdout and "n/a" in checked.stdout
+
+
+def test_an_error_shows_the_quote_as_written(home, tmp_path):
+    q10 = next(line for line in GOLD.read_text(encoding="utf-8").splitlines() if '"q10"' in line)
+    assert "[and]" in q10
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(q10.replace("20 armored", "21 armored") + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(bad)])
+    assert result.exit_code == 2 and "gun, [and] 2' matches, then '1 armored" in result.stderr  # no markup eaten
+
+
+def test_record_with_the_extractive_backend_says_it_has_nothing_to_do(home, tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(GOLD.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold),
+                                 "--record", str(tmp_path / "replies.json")])
+    assert result.exit_code == 0 and "the extractive backend calls no model" in result.stderr
+    assert not (tmp_path / "replies.json").exists()
+
+
+def test_a_source_changed_since_ingest_stops_the_eval_with_one_line(tmp_path):
+    corpus, home = tmp_path / "corpus", tmp_path / "home"
+    corpus.mkdir()
+    article = next((ROOT / "corpus").glob("004_*.txt"))
+    shutil.copy(article, corpus / article.name)
+    assert runner.invoke(app, ["--home", str(home), "ingest", str(corpus)]).exit_code == 0
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(next(line for line in GOLD.read_text(encoding="utf-8").splitlines() if article.name in line)
+                    + "\n", encoding="utf-8")
+    assert runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold)]).exit_code == 0
+    # offsets of citations point into the stored text: quotes found in another text would score wrongly
+    (corpus / article.name).write_text("A new first line.\n" + article.read_text(encoding="utf-8"), encoding="utf-8")
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold)])
+    assert result.exit_code == 2 and "changed since it was ingested" in result.stderr, result.output
+    (corpus / article.name).unlink()
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold)])
+    assert result.exit_code == 2 and "cannot read its source file" in result.stderr, result.output

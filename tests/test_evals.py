@@ -1,6 +1,7 @@
 """Metric functions and gold-set validation as pure functions on hand-built cases."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,47 @@ def test_junit_xml_lists_failures():
     bad = score_item(DRONES, answer("Not in the sources.", abstained=True))
     xml = evals.junit_xml(evals.EvalReport(aggregate([ok, bad]), [ok, bad]), "suite")
     assert 'tests="2" failures="1"' in xml and "<failure" in xml
+
+
+def test_a_metric_with_nothing_to_measure_is_not_applicable_and_not_compared():
+    m = aggregate([score_item(DRONES, answer("Not in the sources.", abstained=True))])
+    assert m["abstention_accuracy"] is None  # no unanswerable item: nothing to measure, not 0
+    assert m["citation_precision"] is None and m["evidence_recall"] == 0.0
+    assert check_against(m, {"abstention_accuracy": 1.0, "evidence_recall": 0.0}, 0.02) == []
+    combined = evals.combine([evals.EvalReport(m, []), evals.EvalReport({**m, "abstention_accuracy": 0.5}, [])])
+    assert combined.metrics["abstention_accuracy"] == 0.5 and "citation_precision" not in combined.spread
+    assert 'name="abstention_accuracy" value="n/a"' in evals.junit_xml(evals.EvalReport(m, []), "suite")
+
+
+def test_gold_lines_end_at_newlines_only_and_a_bom_is_read(tmp_path):
+    item = {"id": "a", "question": "How many\u2028drones?", "answers": ["26"],
+            "evidence": [{"doc": DOC, "quote": "shot down 26 drones"}], "answerable": True}
+    path = tmp_path / "gold.jsonl"
+    path.write_text("\ufeff" + json.dumps(item, ensure_ascii=False) + "\r\n"
+                    + json.dumps({**item, "id": "b"}, ensure_ascii=False) + "\n\n", encoding="utf-8")
+    assert [g.question for g in evals.load_gold(path, texts)] == ["How many\u2028drones?"] * 2
+
+
+@pytest.mark.parametrize(("baseline", "reason"), [
+    ({"tolerance": None, "backends": {}}, "'tolerance' must be a number >= 0, not None"),
+    ({"tolerance": -0.1, "backends": {}}, "'tolerance' must be a number >= 0"),
+    ({"backends": {"extractive": [1]}}, "backend 'extractive': expected"),
+    ({"backends": {"extractive": {"evidence_recall": "high"}}}, "evidence_recall must be a number or null"),
+    ({"backends": {"extractive": {"evidence_recall": True}}}, "evidence_recall must be a number or null"),
+])
+def test_a_malformed_baseline_is_one_line_naming_the_value(tmp_path, baseline, reason):
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    with pytest.raises(evals.GoldError, match=re.escape(reason)):
+        evals.load_baseline(path)
+    path.write_text(json.dumps({"tolerance": 0.03, "backends": {"extractive": {"evidence_recall": None}}}))
+    assert evals.load_baseline(path)["tolerance"] == 0.03
+
+
+def test_junit_xml_is_well_formed_whatever_the_question_holds():
+    from xml.etree import ElementTree
+
+    odd = GoldItem("q\x01", "Drones\x0c <shot> & \"down\"?", ("26",), DRONES.evidence, True)
+    r = score_item(odd, answer("Not in the sources.", abstained=True))
+    root = ElementTree.fromstring(evals.junit_xml(evals.EvalReport(aggregate([r]), [r]), "suite"))
+    assert root.find("testcase").get("name") == "q\ufffd: Drones\ufffd <shot> & \"down\"?"
