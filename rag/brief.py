@@ -35,6 +35,7 @@ from rag.answer import embed_cached, is_statement, pack, render_passages
 from rag.chunk import as_prose, sentence_spans
 from rag.cite import attach_marker, content_words, overlap, parse_claims, verify
 from rag.events import group_events, parse_date
+from rag.lexical import words as lexical_words
 from rag.types import Citation, Passage
 
 # -- public result types --------------------------------------------------------------------------------------
@@ -56,8 +57,8 @@ class Point:
     @property
     def markdown(self) -> str:
         if not self.cites:
-            return f"{self.text} ⚠ *(no verified source: flagged)*"
-        return attach_marker(self.text, "".join(f"[{n}]" for n in self.cites))
+            return f"{_markdown_text(self.text)} ⚠ *(no verified source: flagged)*"
+        return attach_marker(_markdown_text(self.text), "".join(f"[{n}]" for n in self.cites))
 
 
 class Section(NamedTuple):
@@ -124,6 +125,7 @@ class Briefing:
     events: tuple[Event, ...] = ()
     backend: str = "extractive"
     timings_ms: dict[str, float] = field(default_factory=dict)
+    unmentioned: tuple[str, ...] = ()  # words of the topic that no ingested article uses
 
     @property
     def abstained(self) -> bool:
@@ -155,6 +157,7 @@ class Briefing:
             "topic": self.topic,
             "backend": self.backend,
             "abstained": self.abstained,
+            "unmentioned": list(self.unmentioned),
             "events": [{"heading": e.heading, "date": e.date, "docs": list(e.docs)} for e in self.events],
             "overview": [point(p) for p in self.overview],
             "sections": [{"heading": s.heading, "points": [point(p) for p in s.points]} for s in self.sections],
@@ -165,6 +168,12 @@ class Briefing:
             "audit": self.audit.to_json(),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
+
+
+def _markdown_text(text: str) -> str:
+    """Text from an article or the user as Markdown shows it: "<" and ">" escaped, so a page that renders the
+    briefing never runs HTML that an article (or a topic) carried."""
+    return text.replace("<", "\\<").replace(">", "\\>")
 
 
 NOT_IN_SOURCES = "Not in the sources: no ingested article speaks clearly to this topic."
@@ -394,16 +403,18 @@ def event_heading(day: str | None, texts: Sequence[str], topic: str) -> str:
 
 
 def event_noun(topic: str, texts: Sequence[str] = ()) -> str:
-    words = re.findall(r"[a-z]+", topic.lower())
-    for w in words:
-        for noun in _EVENT_NOUNS:
-            if w in (noun, noun + "s", noun + "es"):
-                return noun
+    """What happened, in a word: the topic's event noun when the event's own articles use it, else the one they
+    use most. A topic about an election does not make an incursion that its articles never tie to one an
+    election."""
     counts: Counter[str] = Counter()
     for text in texts:
         low = text.lower()
         for noun in _EVENT_NOUNS:
-            counts[noun] += len(re.findall(rf"\b{noun}s?\b", low))
+            counts[noun] += len(re.findall(rf"\b{noun}(?:s|es)?\b", low))
+    for w in re.findall(r"[a-z]+", topic.lower()):
+        for noun in _EVENT_NOUNS:
+            if w in (noun, noun + "s", noun + "es") and (counts[noun] or not texts):
+                return noun
     best = counts.most_common(1)
     return best[0][0] if best and best[0][1] else "events"
 
@@ -932,16 +943,27 @@ def make_briefing(chain: Any, topic: str, k: int | None = None, unsupported: str
     t0 = time.perf_counter()
     material = gather(chain, topic, k)
     t1 = time.perf_counter()
-    if chain.backend == "extractive":
+    unmentioned = unmentioned_words(topic, getattr(chain.retriever, "lexical", None))
+    if 2 * len(unmentioned) > len(lexical_words(topic)):
+        draft = Draft()  # "Crimea bridge attack" over articles that never name Crimea or a bridge: only "attack"
+    elif chain.backend == "extractive":
         draft = extractive_draft(material, chain.retriever.embedder)
     else:
         draft = llm_draft(chain, material)
     t2 = time.perf_counter()
     timings = {"retrieve": (t1 - t0) * 1000, "compose": (t2 - t1) * 1000}
-    briefing = finalize(topic, draft, material, chain.backend, unsupported, timings)
+    briefing = replace(finalize(topic, draft, material, chain.backend, unsupported, timings), unmentioned=unmentioned)
     timings["audit"] = (time.perf_counter() - t2) * 1000
     timings["total"] = (time.perf_counter() - t0) * 1000
     return briefing
+
+
+def unmentioned_words(topic: str, lexical: Any) -> tuple[str, ...]:
+    """The topic's words that no ingested article uses in any form. A briefing whose topic is mostly such words
+    would be about something else that shares a word with it."""
+    if lexical is None:
+        return ()
+    return tuple(dict.fromkeys(w for w in lexical_words(topic) if not lexical.knows(w)))
 
 
 # -- rendering --------------------------------------------------------------------------------------------------
@@ -951,7 +973,8 @@ def _meta_line(b: Briefing) -> str:
     docs = len({c.doc for c in b.sources})
     shown = {s.heading for s in b.sections} | {d.event for d in b.disagreements}
     events = [e.heading for e in b.events if e.heading and e.heading in shown]
-    parts = [f"{docs} source document{'s' if docs != 1 else ''}", f"{len(b.sources)} cited passages"]
+    cited = len(b.sources)
+    parts = [f"{docs} source document{'s' if docs != 1 else ''}", f"{cited} cited passage{'s' if cited != 1 else ''}"]
     if len(events) > 1:
         parts.append(f"{len(events)} events kept apart")
     parts.append(f"{b.backend} backend")
@@ -969,14 +992,20 @@ def _grouped(points: Sequence[Point]) -> list[tuple[str, list[Point]]]:
     return groups
 
 
+def _unmentioned_line(b: Briefing) -> str:
+    return "The sources never mention: " + ", ".join(f"“{w}”" for w in b.unmentioned) + "." if b.unmentioned else ""
+
+
 def render_markdown(b: Briefing) -> str:
-    lines = [f"# Briefing: {b.topic}", "", f"_{_meta_line(b)}_", ""]
+    lines = [f"# Briefing: {_markdown_text(b.topic)}", "", f"_{_meta_line(b)}_", ""]
+    if b.unmentioned:
+        lines += [f"_{_unmentioned_line(b)}_", ""]
     if b.abstained:
         lines += [f"_{NOT_IN_SOURCES}_", ""]
     if b.overview:
         lines += ["## Overview", "", " ".join(p.markdown for p in b.overview), ""]
     for section in b.sections:
-        lines += [f"## {section.heading}", ""]
+        lines += [f"## {_markdown_text(section.heading)}", ""]
         groups = _grouped(section.points)
         for aspect, points in groups:
             if aspect and len(groups) > 1:
@@ -991,9 +1020,9 @@ def render_markdown(b: Briefing) -> str:
             event = d.event
             lines += [f"**{d.lead_in}**", ""] + [f"- {p.markdown}" for p in d.claims] + [""]
     lines += ["## Support audit", "", _audit_text(b.audit), ""]
-    lines += ["## Sources", ""]
+    lines += ["## Sources", ""] if b.sources else []
     for c in b.sources:
-        lines += [f"[{c.n}] {c.title or c.doc} — {c.doc} — “{as_prose(c.quote)}”", ""]
+        lines += [f"[{c.n}] {_markdown_text(c.title or c.doc)} — {c.doc} — “{_markdown_text(as_prose(c.quote))}”", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1071,6 +1100,8 @@ def render_html(b: Briefing) -> str:
         return esc(before.rstrip()) + "".join(cite(n) for n in p.cites) + esc(after)
 
     parts = [f"<h1>Briefing: {esc(b.topic)}</h1>", f'<p class="meta">{esc(_meta_line(b))}</p>']
+    if b.unmentioned:
+        parts.append(f"<p><em>{esc(_unmentioned_line(b))}</em></p>")
     if b.abstained:
         parts.append(f"<p><em>{esc(NOT_IN_SOURCES)}</em></p>")
     if b.overview:

@@ -37,6 +37,7 @@ class LexicalIndex:
         self.ids = ids
         self.df = df  # chunks that contain each token: word rarity for the answer stage
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+        self._stems: frozenset[str] | None = None  # made on first `knows`
 
     @classmethod
     def build(cls, ids: list[str], texts: list[str]) -> LexicalIndex:
@@ -48,6 +49,12 @@ class LexicalIndex:
         # Rarity of each word as written: the answer stage weighs the question's own words.
         df = Counter(word for ws in written for word in set(ws))
         return cls(model, ids, dict(df))
+
+    def knows(self, word: str) -> bool:
+        """Some chunk uses the word in some form ("elections" is known from "election")."""
+        if self._stems is None:
+            self._stems = frozenset(stem(w) for w in self.df)
+        return stem(word.lower()) in self._stems
 
     def idf(self, token: str) -> float:
         """BM25's idf; a word the corpus never uses is as rare as can be."""

@@ -184,6 +184,28 @@ def test_a_topic_the_sources_do_not_cover_gets_no_briefing(chain: AnswerChain) -
     b = B.make_briefing(chain, "sourdough bread recipes")
     assert b.abstained and not b.sources and not b.sections and b.audit.sentences == 0
     assert B.NOT_IN_SOURCES in b.markdown and B.NOT_IN_SOURCES in b.html
+    assert "## Sources" not in b.markdown  # no empty heading
+
+
+@pytest.mark.integration
+def test_a_topic_mostly_of_words_no_article_uses_gets_no_briefing(chain: AnswerChain) -> None:
+    # the articles tell of attacks, never of Crimea or a bridge: a briefing would be about other attacks
+    b = B.make_briefing(chain, "Crimea bridge attack")
+    assert b.abstained and b.unmentioned == ("crimea", "bridge") and not b.sources
+    assert "never mention: “crimea”, “bridge”" in b.markdown and B.NOT_IN_SOURCES in b.markdown
+    # one word of three unknown: the briefing is made, and says which word the sources never use
+    partial = B.make_briefing(chain, "attack on Moscow airport")
+    assert not partial.abstained and partial.unmentioned == ("airport",)
+    assert "never mention: “airport”" in partial.markdown and "never mention" in partial.html
+    assert partial.to_json()["unmentioned"] == ["airport"]
+
+
+def test_markdown_escapes_html_from_articles_and_topics() -> None:
+    point = B.Point("He wrote <script>alert(1)</script> on the wall.", (1,))
+    b = B.Briefing("<b>raids</b>", (point,), (), (), B.Audit(1, 1, 0))
+    assert "<script>" not in b.markdown and "<b>" not in b.markdown
+    assert "# Briefing: \\<b\\>raids\\</b\\>" in b.markdown and "\\<script\\>alert(1)" in b.markdown
+    assert "0 source documents · 0 cited passages" in b.markdown
 
 
 # -- the CLI ----------------------------------------------------------------------------------------------------
@@ -305,10 +327,17 @@ def test_undated_documents_join_the_event_they_resemble() -> None:
 
 
 def test_event_heading_names_month_noun_and_places() -> None:
-    texts = ["Attacks into Russia's western regions of Kursk and Belgorod.", "They crossed into the Belgorod region."]
+    texts = ["Attacks into Russia's western regions of Kursk and Belgorod.",
+             "The incursion reached the Belgorod region."]
     assert B.event_heading("2024-03-12", texts, TOPIC) == "March 2024 incursion (Belgorod and Kursk)"
-    assert B.event_heading("2023-05-23", ["in Belgorod Oblast"], "raids on the border") == "May 2023 raid (Belgorod)"
+    assert B.event_heading("2023-05-23", ["A raid in Belgorod Oblast"], "raids on the border") == (
+        "May 2023 raid (Belgorod)")
     assert B.event_heading("2023-05-23", ["nothing here"], "economy").startswith("May 2023 events")
+    # the topic's noun names only an event whose articles use it: an incursion is no election
+    attacks = ["Two attacks hit the Belgorod region.", "The attack was repelled."]
+    assert B.event_heading("2023-05-23", attacks, "Russian presidential election") == "May 2023 attack (Belgorod)"
+    assert B.event_heading("2024-03-12", attacks + ["days before the election"], "elections") == (
+        "March 2024 election (Belgorod)")
 
 
 def test_reduce_parser_reads_sections_and_disagreements() -> None:
