@@ -102,7 +102,7 @@ def ingest(
         store = Store(s)
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))
         for skip in found.skipped:
-            err.print(f"skipped {skip.path}: {skip.reason}")
+            err.print(f"skipped {skip.path}: {skip.reason}", markup=False)
         if not found.documents and not found.unchanged:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -112,6 +112,8 @@ def ingest(
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     except StoreError as e:
         raise fail(str(e)) from None
+    for skip in report.skipped[len(found.skipped):]:  # found only when compared with the store
+        err.print(f"skipped {skip.path}: {skip.reason}", markup=False)
     if as_json:
         out.print_json(json.dumps(report.to_json()))
         return

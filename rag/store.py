@@ -243,10 +243,17 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
         records: list[tuple[str, dict[str, Any]]] = []
         for doc in scan.documents:
             record = known.get(doc.id)
+            if record and record.get("source") != doc.source and Path(record["source"]).exists():
+                # Another folder's file of the same name holds the id ("index.html"): never overwrite it.
+                report.skipped.append(Skip(doc.source, f"document id {doc.id!r} already taken by {record['source']}"))
+                continue
             if record and record.get("hash") == doc.content_hash and record.get("chunking") == chunking:
                 report.unchanged.append(doc.id)
-                if record.get("file_hash") != doc.file_hash:  # same text from other bytes: remember the new ones
-                    records.append((doc.id, record | {"file_hash": doc.file_hash}))
+                # Same text from other bytes or another place (a moved corpus): remember where it is now, so
+                # pruning finds the document when its file is later deleted.
+                now = {"file_hash": doc.file_hash, "source": doc.source, "root": _root_of(doc)}
+                if any(record.get(k) != v for k, v in now.items()):
+                    records.append((doc.id, record | now))
                 continue
             (report.updated if record else report.added).append(doc.id)
             old_ids = set(chunks_col.get(where={"doc": doc.id}, include=[])["ids"]) if record else set()

@@ -204,6 +204,36 @@ def test_deleted_file_is_pruned(seed_corpus: Path, tmp_path: Path) -> None:
     assert sorted(Store(Settings(home=home, chroma_url=None)).lexical_index().ids) == sorted(stored(home))
 
 
+def test_a_moved_corpus_is_followed_and_its_deleted_files_pruned(seed_corpus: Path, tmp_path: Path) -> None:
+    home, moved = tmp_path / "home", tmp_path / "moved"
+    ingest(home, seed_corpus)
+    seed_corpus.rename(moved)
+    summary = ingest(home, moved)
+    assert summary["embedded"] == 0 and len(summary["unchanged"]) == 5 and summary["removed"] == []
+    assert {r["source"] for r in Store(Settings(home=home, chroma_url=None)).documents().values()} == {
+        str(moved.resolve() / d) for d in SEEDS}
+    gone = "001_1f5acdca6a39af28.txt"
+    (moved / gone).unlink()
+    assert ingest(home, moved)["removed"] == [gone]  # the store knows where its files are now
+
+
+def test_a_file_of_the_same_name_in_another_folder_never_replaces_a_stored_one(tmp_path: Path) -> None:
+    home, first, second = tmp_path / "home", tmp_path / "a", tmp_path / "b"
+    for folder, text in ((first, "The Alpha bakery sells 300 loaves of rye bread each day."),
+                         (second, "The Beta brewery produces 12,000 litres of stout each week.")):
+        folder.mkdir()
+        (folder / "article.txt").write_text(text + "\n", encoding="utf-8")
+    ingest(home, first)
+    result = rag(home, "ingest", "--json", str(second))
+    summary = json.loads(result.stdout)
+    assert summary["updated"] == [] and summary["added"] == []
+    assert summary["skipped"] == [{"path": str((second / "article.txt").resolve()),
+                                   "reason": f"document id 'article.txt' already taken by "
+                                             f"{(first / 'article.txt').resolve()}"}]
+    assert "already taken" in result.stderr
+    assert [c["text"] for c in stored(home).values()] == ["The Alpha bakery sells 300 loaves of rye bread each day."]
+
+
 def test_deleted_file_is_kept_with_keep_removed(seed_corpus: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = ingest(home, seed_corpus)
