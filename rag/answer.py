@@ -25,6 +25,7 @@ from rag.chunk import as_prose, count_tokens, is_list_item, sentence_spans
 from rag.cite import STOPWORDS, attach_marker, content_stems, content_words, stem, strip_foreign_links, verify
 from rag.config import AnswerSettings, resolve_backend
 from rag.embed import Embedder
+from rag.ingest import is_utf8
 from rag.prompts import load_prompt
 from rag.retrieve import Retriever
 from rag.types import Answer, Passage
@@ -611,6 +612,8 @@ class AnswerChain:
 
     def ask(self, question: str, k: int | None = None, docs: Sequence[str] | None = None,
             on_token: Callable[[str], None] | None = None) -> Answer:
+        if not is_utf8(question):  # bytes from a terminal in another encoding: no model or tokenizer takes them
+            raise ValueError("the question holds bytes that are not UTF-8 text: check the terminal's encoding")
         t0 = time.perf_counter()
         q_vec, passages = self.retrieve(question, k, docs)
         t1 = time.perf_counter()

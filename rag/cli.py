@@ -27,7 +27,10 @@ class State:
 
 
 def settings() -> Settings:
-    s = Settings()
+    try:
+        s = Settings.load()
+    except ValueError as e:
+        raise fail(str(e)) from None
     if State.home is not None:
         s = s.model_copy(update={"home": State.home})
     return s

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
 class ChunkSettings(BaseModel):
     size: int = Field(200, ge=16, description="maximum tokens per chunk (cl100k_base)")
     overlap: int = Field(40, ge=0, description="maximum tokens shared by consecutive chunks")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkSettings:
+        if self.overlap >= self.size:
+            raise ValueError(f"chunk overlap ({self.overlap}) must be smaller than chunk size ({self.size})")
+        return self
 
 
 class IngestSettings(BaseModel):
@@ -76,6 +83,24 @@ class Settings(BaseSettings):
     embed: EmbedSettings = EmbedSettings()
     retrieve: RetrieveSettings = RetrieveSettings()
     answer: AnswerSettings = AnswerSettings()
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Settings from rag.toml (or RAG_CONFIG) and RAG_* variables; ValueError with one line saying which
+        setting is wrong and why."""
+        named = os.environ.get("RAG_CONFIG")
+        if named and not Path(named).is_file():
+            raise ValueError(f"RAG_CONFIG names {named}, which is not a file")
+        try:
+            return cls()
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "settings"
+            env = "RAG_" + "__".join(str(part) for part in first["loc"]).upper()
+            raise ValueError(f"bad setting {where} ({env} or {cls.model_config.get('toml_file')}): "
+                             f"{first['msg'].removeprefix('Value error, ')}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{cls.model_config.get('toml_file')}: not valid TOML ({e})") from None
 
     @classmethod
     def settings_customise_sources(

@@ -59,6 +59,10 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
             files = [path.resolve()]
         for file in files:
             doc_id = file.relative_to(root).as_posix()
+            if not is_utf8(doc_id):  # a name in another encoding than UTF-8 cannot be stored or cited
+                shown = str(file).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                skipped.append(Skip(shown, "the file name is not valid UTF-8: rename the file"))
+                continue
             if doc_id in seen_ids and seen_ids[doc_id] != str(file):
                 skipped.append(Skip(str(file), f"document id {doc_id!r} already taken by {seen_ids[doc_id]}"))
                 continue
@@ -74,6 +78,14 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
                 continue
             seen_ids[doc_id] = str(file)
     return Scan(docs, skipped, roots, ignored, unchanged)
+
+
+def is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _walk(root: Path) -> tuple[list[Path], int]:

@@ -528,6 +528,25 @@ def test_ask_text_abstention_points_at_the_passages_searched(seed_home: Path) ->
 
 
 @pytest.mark.integration
+def test_a_question_in_another_encoding_is_one_line_and_exit_2(seed_home: Path) -> None:
+    question = b"Who was the keeper \xff?".decode("utf-8", "surrogateescape")  # as argv carries Latin-1 bytes
+    result = runner.invoke(app, ["--home", str(seed_home), "ask", question])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.stderr and result.exception is not None
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"RAG_CHUNK__SIZE": "50", "RAG_CHUNK__OVERLAP": "60"}, "chunk overlap (60) must be smaller than chunk size (50)"),
+    ({"RAG_RETRIEVE__K": "0"}, "bad setting retrieve.k (RAG_RETRIEVE__K"),
+    ({"RAG_CONFIG": "/no/such/rag.toml"}, "RAG_CONFIG names /no/such/rag.toml, which is not a file"),
+])
+def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    result = runner.invoke(app, ["--home", str(tmp_path / "home"), "ask", "Who?"], env=env)
+    assert result.exit_code == 2 and says in result.stderr, result.output
+    assert not (tmp_path / "home").exists()  # nothing made on the way to the error
+
+
+@pytest.mark.integration
 def test_ask_on_an_empty_store_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--home", str(tmp_path / "empty"), "ask", "--json", "How many drones?"])
     assert result.exit_code == 2

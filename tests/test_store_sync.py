@@ -273,6 +273,7 @@ def test_bad_files_are_reported_and_the_others_stay(seed_corpus: Path, tmp_path:
     (seed_corpus / "binary.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00")
     (seed_corpus / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me".encode("latin-1"))
     (seed_corpus / "empty.md").write_bytes(b"")
+    (seed_corpus / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"A Latin-1 file name.\n")
     result = rag(home, "ingest", "--json", str(seed_corpus))
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -281,6 +282,7 @@ def test_bad_files_are_reported_and_the_others_stay(seed_corpus: Path, tmp_path:
         str(seed_corpus / "binary.txt"): "binary content (NUL bytes) in a text file",
         str(seed_corpus / "latin1.txt"): "not valid UTF-8 (byte 0xe9 at offset 3)",
         str(seed_corpus / "empty.md"): "empty file",
+        str(seed_corpus / "caf\\xe9.txt"): "the file name is not valid UTF-8: rename the file",
     }
     for path in skipped:
         assert f"skipped {path}:" in result.stderr
