@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rag.config import BACKENDS, BACKENDS_HELP, RetrieveSettings, Settings
+from rag.config import BACKENDS, BACKENDS_HELP, AnswerSettings, RetrieveSettings, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
@@ -104,8 +104,10 @@ def ingest(
     try:
         store = Store(s)
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))
+        stored = {r.get("source") for r in store.documents().values()} if found.skipped else set()
         for skip in found.skipped:
-            err.print(f"skipped {skip.path}: {skip.reason}", markup=False)
+            kept = "; the version ingested before stays in the store" if skip.path in stored else ""
+            err.print(f"skipped {skip.path}: {skip.reason}{kept}", markup=False)
         if not found.documents and not found.unchanged:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -147,8 +149,9 @@ def _known_backend(value: str | None) -> str | None:
 
 
 BackendOption = Annotated[str | None, typer.Option(help=BACKENDS_HELP, show_default=False, callback=_known_backend)]
-PassagesOption = Annotated[int | None, typer.Option("--k", min=1, show_default=False,
-                                                    help=f"passages to retrieve (default {RetrieveSettings().k})")]
+_PASSAGES_HELP = (f"passages to retrieve (default {RetrieveSettings().k}); as many as fit the answer's token budget "
+                  f"are read (RAG_ANSWER__CONTEXT_TOKENS, default {AnswerSettings().context_tokens})")
+PassagesOption = Annotated[int | None, typer.Option("--k", min=1, show_default=False, help=_PASSAGES_HELP)]
 
 
 @app.command()
@@ -172,7 +175,11 @@ def ask(
     with model_errors():
         answer = chain.ask(question, k=k, docs=doc, on_token=stream)
     if as_json:
-        out.print_json(json.dumps(answer.to_json()))
+        data = answer.to_json()
+        if show_passages:
+            data["passages"] = [{"n": n, "doc": p.doc, "chunk_id": p.chunk_id, "start": p.start, "end": p.end,
+                                 "score": p.score, "text": p.text} for n, p in enumerate(answer.passages, start=1)]
+        out.print_json(json.dumps(data))
         return
     if stream:
         err.print()

@@ -513,6 +513,9 @@ def test_ask_text_output_lists_sources(seed_home: Path) -> None:
     assert "[1]" in result.stdout and "002_02ef5c51c639ed40.txt" in result.stdout
     assert "10 billion rubles" in result.stdout
     assert "Retrieved passages" in result.stdout
+    as_json = runner.invoke(app, ["--home", str(seed_home), "ask", "--json", "--show-passages", OBVIOUS[2][0]])
+    passages = json.loads(as_json.stdout)["passages"]
+    assert [p["n"] for p in passages] == list(range(1, 9)) and all(p["text"] for p in passages)
     assert "extractive backend, 8 passages" in result.stderr  # who answered, on stderr: stdout stays the answer
     assert "backend" not in result.stdout
 

@@ -307,8 +307,10 @@ def test_stored_file_that_becomes_unreadable_keeps_its_chunks(seed_corpus: Path,
     victim = seed_corpus / "002_02ef5c51c639ed40.txt"
     original = victim.read_bytes()
     victim.write_bytes(damage)
-    summary = ingest(home, seed_corpus)
+    result = rag(home, "ingest", "--json", str(seed_corpus))
+    summary = json.loads(result.stdout)
     assert [s["path"] for s in summary["skipped"]] == [str(victim)]
+    assert "the version ingested before stays in the store" in result.stderr
     assert summary["removed"] == [] and summary["updated"] == []
     assert summary["chunks"] == first["chunks"]
     assert stored(home) == before, "bad input must never delete what is stored"
