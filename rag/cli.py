@@ -77,7 +77,8 @@ def model_errors() -> Iterator[None]:
 
 @app.callback()
 def main_options(
-    home: Annotated[Path | None, typer.Option("--home", help="store folder (env RAG_HOME, default ./.rag)",
+    home: Annotated[Path | None, typer.Option("--home", metavar="DIR",
+                                              help="store folder (env RAG_HOME, default ./.rag)",
                                                  show_default=False)] = None,
 ) -> None:
     State.home = home
@@ -85,7 +86,8 @@ def main_options(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="folders or files (.txt .md .html .pdf)", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH",
+                                                help="folders or files (.txt .md .html .pdf)", show_default=False)],
     keep_removed: Annotated[bool, typer.Option("--keep-removed",
                                                help="keep documents whose files were deleted")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
@@ -148,19 +150,21 @@ def _known_backend(value: str | None) -> str | None:
     return value
 
 
-BackendOption = Annotated[str | None, typer.Option(help=BACKENDS_HELP, show_default=False, callback=_known_backend)]
+BackendOption = Annotated[str | None, typer.Option(metavar="NAME",
+                                                   help=BACKENDS_HELP, show_default=False, callback=_known_backend)]
 _PASSAGES_HELP = (f"passages to retrieve (default {RetrieveSettings().k}); as many as fit the answer's token budget "
                   f"are read (RAG_ANSWER__CONTEXT_TOKENS, default {AnswerSettings().context_tokens})")
-PassagesOption = Annotated[int | None, typer.Option("--k", min=1, show_default=False, help=_PASSAGES_HELP)]
+PassagesOption = Annotated[int | None, typer.Option("--k", min=1, show_default=False, metavar="N", help=_PASSAGES_HELP)]
 
 
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="the question", show_default=False)],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="the question", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (answer, citations, timings)")] = False,
     backend: BackendOption = None,
     k: PassagesOption = None,
-    doc: Annotated[list[str] | None, typer.Option("--doc", help="only these documents (id or glob); repeatable",
+    doc: Annotated[list[str] | None, typer.Option("--doc", metavar="DOC",
+                                                  help="only these documents (id or glob); repeatable",
                                                      show_default=False)] = None,
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
 ) -> None:
@@ -217,12 +221,14 @@ def repl(
 
 @app.command()
 def brief(
-    topic: Annotated[str, typer.Argument(help="what the briefing is about", show_default=False)],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="write to FILE.md (Markdown) or FILE.html "
+    topic: Annotated[str, typer.Argument(metavar="TOPIC", help="what the briefing is about", show_default=False)],
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                                help="write to FILE.md (Markdown) or FILE.html "
                                                    "(one self-contained page)", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the briefing as one JSON object")] = False,
     backend: BackendOption = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="passages per retrieval sub-query (default 24)",
+    k: Annotated[int | None, typer.Option("--k", min=1, metavar="N",
+                                          help="passages per retrieval sub-query (default 24)",
                                              show_default=False)] = None,
     flag_unsupported: Annotated[bool, typer.Option("--flag-unsupported", help="keep sentences that fail the "
                                                    "support audit, flagged, instead of dropping them")] = False,
@@ -254,22 +260,26 @@ def brief(
 
 @app.command("eval")
 def eval_(
-    gold: Annotated[Path, typer.Option(help="gold set (JSONL)")] = Path("evals/gold/seeds.jsonl"),
+    gold: Annotated[Path, typer.Option(metavar="FILE", help="gold set (JSONL)")] = Path("evals/gold/seeds.jsonl"),
     as_json: Annotated[bool, typer.Option("--json", help="print {metrics, items} as JSON")] = False,
     check: Annotated[bool, typer.Option("--check", help="exit 1 when a metric falls below the baseline")] = False,
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="accept these metrics as the baseline")
                                ] = False,
-    baseline: Annotated[Path, typer.Option(help="accepted metrics per backend")] = Path("evals/baseline.json"),
-    tolerance: Annotated[float | None, typer.Option(help="allowed drop before --check fails (default: from the "
+    baseline: Annotated[Path, typer.Option(metavar="FILE",
+                                           help="accepted metrics per backend")] = Path("evals/baseline.json"),
+    tolerance: Annotated[float | None, typer.Option(metavar="X",
+                                                    help="allowed drop before --check fails (default: from the "
                                                              "baseline file, else 0.02)", show_default=False)] = None,
     backend: BackendOption = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="passages per question", show_default=False)] = None,
-    repeat: Annotated[int, typer.Option(min=1, help="run N times; report mean and spread")] = 1,
-    record: Annotated[Path | None, typer.Option(help="record model replies to this file", show_default=False)
+    k: Annotated[int | None, typer.Option("--k", min=1, metavar="N",
+                                          help="passages per question", show_default=False)] = None,
+    repeat: Annotated[int, typer.Option(min=1, metavar="N", help="run N times; report mean and spread")] = 1,
+    record: Annotated[Path | None, typer.Option(metavar="FILE",
+                                                help="record model replies to this file", show_default=False)
                       ] = None,
-    replay: Annotated[Path | None, typer.Option(help="answer from replies recorded with --record",
+    replay: Annotated[Path | None, typer.Option(metavar="FILE", help="answer from replies recorded with --record",
                                                    show_default=False)] = None,
-    junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="write a JUnit XML report",
+    junit_xml: Annotated[Path | None, typer.Option("--junit-xml", metavar="FILE", help="write a JUnit XML report",
                                                       show_default=False)] = None,
 ) -> None:
     """Score the answer chain against a gold set: evidence recall, citation precision, STR-EM, abstention..."""
