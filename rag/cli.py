@@ -136,6 +136,8 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
     from rag.retrieve import Retriever
     from rag.store import Store, StoreError
 
+    if not s.chroma_url and not (s.home / "chroma").exists():  # a mistyped --home: say so, and make nothing there
+        raise fail(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
     try:
         store = Store(s)
         embedder = make_embedder(s.embed)

@@ -553,7 +553,8 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str
 def test_ask_on_an_empty_store_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--home", str(tmp_path / "empty"), "ask", "--json", "How many drones?"])
     assert result.exit_code == 2
-    assert "empty" in result.stderr and "rag ingest" in result.stderr
+    assert "no store in" in result.stderr and "rag ingest" in result.stderr
+    assert not (tmp_path / "empty").exists()  # a mistyped --home gets nothing made in it
     assert result.stdout == ""
     assert "Traceback" not in result.output
 
