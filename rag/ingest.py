@@ -247,8 +247,12 @@ def _is_hidden(tag) -> bool:  # type: ignore[no-untyped-def]
 def _pdf_text(raw: bytes) -> str:
     import io
 
+    import logging
+
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings would stand beside our one-line skip reason
 
     try:
         reader = PdfReader(io.BytesIO(raw))

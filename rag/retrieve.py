@@ -82,7 +82,8 @@ class Retriever:
         for pattern in patterns:
             matches = [d for d in known if fnmatch.fnmatchcase(d, pattern) or d == pattern]
             if not matches:
-                raise ValueError(f"no document matches {pattern!r} (try one of: {', '.join(known[:5])}…)")
+                raise ValueError(f"no document matches {pattern!r} (try one of: {', '.join(known[:5])}"
+                                 + ("…)" if len(known) > 5 else ")"))
             out.extend(m for m in matches if m not in out)
         return out
 

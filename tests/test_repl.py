@@ -351,6 +351,7 @@ def test_k_and_filter_change_what_is_retrieved(repl: Repl) -> None:
     assert f"filter: only 1 document: {doc}" in out
     bad = next(line for line in out.splitlines() if "nope" in line)
     assert bad.startswith("no document matches 'nope'") and bad.endswith("filter unchanged (:docs lists the documents)")
+    assert "…" not in bad  # the five seed articles are all listed: nothing left out
     assert out.count(f"filter: only 1 document: {doc}") == 2  # the bad filter left the good one active
     answer = json_blocks(out)[-1]
     assert answer["citations"] and {c["doc"] for c in answer["citations"]} == {doc}
