@@ -211,7 +211,7 @@ def repl(
 
     s = settings()
     chain = load_chain(s, backend)  # exits 2 with "run `rag ingest PATH` first" on an empty store
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())  # piped: one line per line, no 80 columns
     shell = Repl(chain, console, k=k)
     problem = shell.check_backend()
     if problem:

@@ -246,7 +246,6 @@ def _is_hidden(tag) -> bool:  # type: ignore[no-untyped-def]
 
 def _pdf_text(raw: bytes) -> str:
     import io
-
     import logging
 
     from pypdf import PdfReader

@@ -404,8 +404,9 @@ def rag_env(**extra: str) -> dict[str, str]:
 @pytest.mark.integration
 def test_real_command_with_piped_stdin(home: Path) -> None:
     keys = f"{QUESTION}\n:k abc\n:json\n:quit\n"
+    env = {k: v for k, v in rag_env().items() if k != "COLUMNS"}  # a pipe has no width: rich would take 80
     done = subprocess.run([str(RAG), "--home", str(home), "repl"], input=keys, capture_output=True, text=True,
-                          timeout=300, env=rag_env(), cwd=ROOT)
+                          timeout=300, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "backend extractive · ready in" in out
@@ -414,6 +415,8 @@ def test_real_command_with_piped_stdin(home: Path) -> None:
     assert "usage: :k N with N a whole number ≥ 1, not 'abc'" in out
     assert '"question": "' + QUESTION in out
     assert "Traceback" not in out + done.stderr
+    answer = json.loads(out[out.index('{\n  "question"'):out.rindex("}") + 1])["answer"]
+    assert answer in out  # piped, an answer is one line however long, not cut at 80 columns
 
 
 class Pty:
