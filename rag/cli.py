@@ -79,7 +79,7 @@ def model_errors() -> Iterator[None]:
 def main_options(
     home: Annotated[Path | None, typer.Option("--home", metavar="DIR",
                                               help="store folder (env RAG_HOME, default ./.rag)",
-                                                 show_default=False)] = None,
+                                              show_default=False)] = None,
 ) -> None:
     State.home = home
 
@@ -167,7 +167,7 @@ def ask(
     k: PassagesOption = None,
     doc: Annotated[list[str] | None, typer.Option("--doc", metavar="DOC",
                                                   help="only these documents (id or glob); repeatable",
-                                                     show_default=False)] = None,
+                                                  show_default=False)] = None,
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
 ) -> None:
     """Answer a question from the ingested articles; every sentence cites the source passage behind it."""
@@ -226,12 +226,12 @@ def brief(
     topic: Annotated[str, typer.Argument(metavar="TOPIC", help="what the briefing is about", show_default=False)],
     output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
                                                 help="write to FILE.md (Markdown) or FILE.html "
-                                                   "(one self-contained page)", show_default=False)] = None,
+                                                "(one self-contained page)", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the briefing as one JSON object")] = False,
     backend: BackendOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, metavar="N",
                                           help="passages per retrieval sub-query (default 24)",
-                                             show_default=False)] = None,
+                                          show_default=False)] = None,
     flag_unsupported: Annotated[bool, typer.Option("--flag-unsupported", help="keep sentences that fail the "
                                                    "support audit, flagged, instead of dropping them")] = False,
 ) -> None:
@@ -271,7 +271,7 @@ def eval_(
                                            help="accepted metrics per backend")] = Path("evals/baseline.json"),
     tolerance: Annotated[float | None, typer.Option(metavar="X",
                                                     help="allowed drop before --check fails (default: from the "
-                                                             "baseline file, else 0.02)", show_default=False)] = None,
+                                                    "baseline file, else 0.02)", show_default=False)] = None,
     backend: BackendOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, metavar="N",
                                           help="passages per question", show_default=False)] = None,
@@ -280,9 +280,9 @@ def eval_(
                                                 help="record model replies to this file", show_default=False)
                       ] = None,
     replay: Annotated[Path | None, typer.Option(metavar="FILE", help="answer from replies recorded with --record",
-                                                   show_default=False)] = None,
+                                                show_default=False)] = None,
     junit_xml: Annotated[Path | None, typer.Option("--junit-xml", metavar="FILE", help="write a JUnit XML report",
-                                                      show_default=False)] = None,
+                                                   show_default=False)] = None,
 ) -> None:
     """Score the answer chain against a gold set: evidence recall, citation precision, STR-EM, abstention..."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID
