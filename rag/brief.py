@@ -943,8 +943,9 @@ def make_briefing(chain: Any, topic: str, k: int | None = None, unsupported: str
     t0 = time.perf_counter()
     material = gather(chain, topic, k)
     t1 = time.perf_counter()
-    unmentioned = unmentioned_words(topic, getattr(chain.retriever, "lexical", None))
-    if 2 * len(unmentioned) > len(lexical_words(topic)):
+    words = tuple(dict.fromkeys(lexical_words(topic)))
+    unmentioned = unmentioned_words(words, getattr(chain.retriever, "lexical", None))
+    if 2 * len(unmentioned) > len(words):
         draft = Draft()  # "Crimea bridge attack" over articles that never name Crimea or a bridge: only "attack"
     elif chain.backend == "extractive":
         draft = extractive_draft(material, chain.retriever.embedder)
@@ -958,12 +959,10 @@ def make_briefing(chain: Any, topic: str, k: int | None = None, unsupported: str
     return briefing
 
 
-def unmentioned_words(topic: str, lexical: Any) -> tuple[str, ...]:
+def unmentioned_words(words: Sequence[str], lexical: Any) -> tuple[str, ...]:
     """The topic's words that no ingested article uses in any form. A briefing whose topic is mostly such words
     would be about something else that shares a word with it."""
-    if lexical is None:
-        return ()
-    return tuple(dict.fromkeys(w for w in lexical_words(topic) if not lexical.knows(w)))
+    return tuple(w for w in words if not lexical.knows(w)) if lexical is not None else ()
 
 
 # -- rendering --------------------------------------------------------------------------------------------------

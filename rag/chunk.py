@@ -110,12 +110,10 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     return w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha())
 
 
-_LINE_START_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,3}$")
-
-
 def _is_list_number(text: str, end: re.Match[str]) -> bool:
     """The full stop of a numbered list item's "3. ", which opens its sentence rather than ending one."""
-    return end.group() == "." and bool(_LINE_START_NUMBER.search(text, max(0, end.start() - 8), end.start()))
+    marker = _LIST_ITEM.match(text, text.rfind("\n", 0, end.start()) + 1)
+    return end.group() == "." and marker is not None and marker.start(1) < end.start() < marker.end(1)
 
 
 def _append_trimmed(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from rag.config import BACKENDS, BACKENDS_HELP, AnswerSettings, RetrieveSettings, Settings
+
+if TYPE_CHECKING:  # the commands import what they use when they run: `rag --help` stays fast
+    from rag.ingest import Skip
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
@@ -106,10 +109,8 @@ def ingest(
     try:
         store = Store(s)
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))
-        stored = {r.get("source") for r in store.documents().values()} if found.skipped else set()
-        for skip in found.skipped:
-            kept = "; the version ingested before stays in the store" if skip.path in stored else ""
-            err.print(f"skipped {skip.path}: {skip.reason}{kept}", markup=False)
+        stored = {str(r.get("source")) for r in store.documents().values()} if found.skipped else set()
+        say_skipped(found.skipped, stored)
         if not found.documents and not found.unchanged:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -119,14 +120,19 @@ def ingest(
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     except StoreError as e:
         raise fail(str(e)) from None
-    for skip in report.skipped[len(found.skipped):]:  # found only when compared with the store
-        err.print(f"skipped {skip.path}: {skip.reason}", markup=False)
+    say_skipped(report.skipped[len(found.skipped):], set())  # found only when compared with the store
     if as_json:
         out.print_json(json.dumps(report.to_json()))
         return
     out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
               f"removed {len(report.removed)}, skipped {len(report.skipped)}; "
               f"embedded {report.embedded} chunks; store holds {report.chunks} chunks in {store.where}")
+
+
+def say_skipped(skips: Iterable[Skip], stored_sources: set[str]) -> None:
+    for skip in skips:
+        kept = "; the version ingested before stays in the store" if skip.path in stored_sources else ""
+        err.print(f"skipped {skip.path}: {skip.reason}{kept}", markup=False)
 
 
 def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-untyped-def]
@@ -181,11 +187,7 @@ def ask(
     with model_errors():
         answer = chain.ask(question, k=k, docs=doc, on_token=stream)
     if as_json:
-        data = answer.to_json()
-        if show_passages:
-            data["passages"] = [{"n": n, "doc": p.doc, "chunk_id": p.chunk_id, "start": p.start, "end": p.end,
-                                 "score": p.score, "text": p.text} for n, p in enumerate(answer.passages, start=1)]
-        out.print_json(json.dumps(data))
+        out.print_json(json.dumps(answer.to_json(with_passages=show_passages)))
         return
     if stream:
         err.print()

@@ -380,8 +380,9 @@ def load_baseline(path: Path) -> dict[str, Any]:
     shape = "expected {'tolerance': number, 'backends': {backend: {metric: number or null}}}"
     if not isinstance(data, dict) or not isinstance(data.get("backends", {}), dict):
         raise GoldError(f"{path}: {shape}")
-    if not _is_number(data.get("tolerance", 0.0)) or data.get("tolerance", 0.0) < 0:
-        raise GoldError(f"{path}: 'tolerance' must be a number >= 0, not {data['tolerance']!r}")
+    tolerance = data.get("tolerance", 0.0)
+    if not _is_number(tolerance) or tolerance < 0:
+        raise GoldError(f"{path}: 'tolerance' must be a number >= 0, not {tolerance!r}")
     for backend, metrics in data.get("backends", {}).items():
         if not isinstance(metrics, dict):
             raise GoldError(f"{path}: backend {backend!r}: {shape}")

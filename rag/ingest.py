@@ -20,6 +20,11 @@ class Skip:
     path: str
     reason: str
 
+    @classmethod
+    def id_taken(cls, path: str, doc_id: str, holder: str) -> Skip:
+        """Two files would be one document: the second never replaces the first."""
+        return cls(path, f"document id {doc_id!r} already taken by {holder}")
+
 
 class BadFile(Exception):
     """A file that cannot become a Document; the message says why."""
@@ -64,7 +69,7 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
                 skipped.append(Skip(shown, "the file name is not valid UTF-8: rename the file"))
                 continue
             if doc_id in seen_ids and seen_ids[doc_id] != str(file):
-                skipped.append(Skip(str(file), f"document id {doc_id!r} already taken by {seen_ids[doc_id]}"))
+                skipped.append(Skip.id_taken(str(file), doc_id, seen_ids[doc_id]))
                 continue
             try:
                 raw = read_file(file, max_bytes)

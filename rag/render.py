@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from rag.chunk import as_prose
-from rag.types import Answer
+from rag.types import Answer, Citation
 
 
 def print_answer(console: Console, answer: Answer) -> None:
@@ -21,9 +21,14 @@ def print_answer(console: Console, answer: Answer) -> None:
         console.print()
         console.print("[bold]Sources[/]")
         for c in answer.citations:
-            console.print(f"[bold cyan]\\[{c.n}][/] {escape(c.title or c.doc)} — [dim]{escape(c.doc)}[/] "
-                          f"[dim]({c.start}-{c.end})[/]")
-            console.print(Text(f"    “{as_prose(c.quote)}”", style="italic"))
+            print_citation(console, c)
+
+
+def print_citation(console: Console, c: Citation, where: str = "") -> None:
+    """`[n] Title — doc (start-end)[, where]` over the quote as prose; `where` says which passage holds it."""
+    console.print(f"[bold cyan]\\[{c.n}][/] {escape(c.title or c.doc)} — [dim]{escape(c.doc)} ({c.start}-{c.end})"
+                  f"{escape(', ' + where) if where else ''}[/]")
+    console.print(Text(f"    “{as_prose(c.quote)}”", style="italic"))
 
 
 def print_passages(console: Console, answer: Answer) -> None:

@@ -28,10 +28,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rag.chunk import as_prose
 from rag.cite import content_stems
 from rag.config import BACKENDS, BACKENDS_HELP, resolve_backend
-from rag.render import print_answer, print_passages
+from rag.render import print_answer, print_citation, print_passages
 from rag.types import Answer, Citation, Passage
 
 HISTORY_TURNS = 3  # conversation turns given to the model when condensing a follow-up question
@@ -296,10 +295,7 @@ class Repl:
             self.console.print("[bold]Citations[/]")
             index = {p.chunk_id: i for i, p in enumerate(answer.passages, start=1)}
             for c in answer.citations:
-                where = f"passage {index[c.chunk_id]}" if c.chunk_id in index else c.chunk_id
-                self.console.print(f"[bold cyan]\\[{c.n}][/] {escape(c.title or c.doc)} — [dim]{escape(c.doc)} "
-                                   f"({c.start}-{c.end}), {where}[/]")
-                self.console.print(Text(f"    “{as_prose(c.quote)}”", style="italic"))
+                print_citation(self.console, c, f"passage {index[c.chunk_id]}" if c.chunk_id in index else c.chunk_id)
         else:
             self.console.print(Text("The last answer cites no passage.", style="yellow"))
         if answer.passages:

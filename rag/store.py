@@ -245,7 +245,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             record = known.get(doc.id)
             if record and record.get("source") != doc.source and Path(record["source"]).exists():
                 # Another folder's file of the same name holds the id ("index.html"): never overwrite it.
-                report.skipped.append(Skip(doc.source, f"document id {doc.id!r} already taken by {record['source']}"))
+                report.skipped.append(Skip.id_taken(doc.source, doc.id, record["source"]))
                 continue
             if record and record.get("hash") == doc.content_hash and record.get("chunking") == chunking:
                 report.unchanged.append(doc.id)

@@ -70,8 +70,10 @@ class Answer:
     unsupported: tuple[str, ...] = ()  # sentences that carried no valid citation
     dropped_markers: tuple[str, ...] = ()  # markers the model invented or mangled
 
-    def to_json(self) -> dict[str, object]:
-        return {
+    def to_json(self, with_passages: bool = False) -> dict[str, object]:
+        """The `rag ask --json` object; `with_passages` adds the retrieved passages, numbered as the answer saw
+        them."""
+        out: dict[str, object] = {
             "question": self.question,
             "answer": self.text,
             "abstained": self.abstained,
@@ -85,3 +87,7 @@ class Answer:
             "unsupported_sentences": list(self.unsupported),
             "dropped_markers": list(self.dropped_markers),
         }
+        if with_passages:
+            out["passages"] = [{"n": n, "doc": p.doc, "chunk_id": p.chunk_id, "start": p.start, "end": p.end,
+                                "score": p.score, "text": p.text} for n, p in enumerate(self.passages, start=1)]
+        return out
