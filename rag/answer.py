@@ -93,7 +93,8 @@ class Asked:
     a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?"); for "What did *NATO* say"
     (kind "speech") the speaker."""
 
-    kind: str | None  # number | date | year | weekday | month | name | place | description | deed | speech | None
+    kind: str | None  # number | measure | date | year | weekday | month | name | place | description | deed | speech
+    #                   | None
     focus: str | None = None
 
 
@@ -126,12 +127,14 @@ def analyse_question(question: str) -> Asked:
         return Asked("month")
     if re.match(r"(on )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
         return Asked("year" if re.search(r"\b(what|which) year\b", q) else "date")
-    m = re.search(r"\bhow (many|much|large|big|long)\b", q)
+    if re.search(r"\bhow (tall|high|deep|wide|far|heavy|long)\b", q):
+        return Asked("measure")  # answered by a figure in its unit: "46 metres", "forty years", "30 km"
+    m = re.search(r"\bhow (many|much|large|big)\b", q)
     if m:
         head = _head_noun(words[words.index(m.group(1)) + 1:] if m.group(1) in words else [])
         if m.group(1) == "much" and head and head not in _MONEY:
             return Asked(None, head)  # "how much resistance": an amount in words, not a figure
-        if m.group(1) in ("large", "big", "long"):
+        if m.group(1) in ("large", "big"):
             return Asked("number")  # "how large an area" is answered in its unit ("square kilometers"), not "area"
         return Asked("number", head)
     if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout|losses|casualties|toll)\b|\bturnout\b", q):
@@ -225,13 +228,15 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind == "month":
         return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
     if asked.kind == "year":  # "On March 12" does not say which year
-        return any(_ISO_DATE.match(t) and t[:4] not in known for t in low)
+        return any((_ISO_DATE.match(t) or _is_year(low, i)) and t[:4] not in known for i, t in enumerate(low))
     if asked.kind == "date":  # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
         return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
                    for i, t in enumerate(low))
+    if asked.kind == "measure":
+        return any(_is_figure(t) and t not in known and not _in_date(low, i) and _UNITS & _unit_spot(low, i)
+                   for i, t in enumerate(low))
     if asked.kind == "number":
-        fits = [i for i, t in enumerate(low)
-                if (any(ch.isdigit() for ch in t) or t in _NUMBER_WORDS) and t not in known and not _in_date(low, i)]
+        fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
     else:
         starts = {m.start() for m in _name_matches(sentence)}
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
@@ -329,9 +334,41 @@ def _owned_by_another(asked: Asked, question: str, tokens: Sequence[str], near: 
 
 def _in_date(low_tokens: Sequence[str], i: int) -> bool:
     """A year, or a day next to its month ("23 May", "May 23"): a date, not a quantity."""
-    if re.fullmatch(r"(19|20)\d\d", low_tokens[i]):
+    if _is_year(low_tokens, i):
         return True
     return any(0 <= j < len(low_tokens) and low_tokens[j] in _MONTH_NAMES for j in (i - 1, i + 1))
+
+
+_YEAR_LEAD = frozenset("in since until till by from of circa around before after during".split())
+
+
+def _is_year(low_tokens: Sequence[str], i: int) -> bool:
+    """1900-2099 is a year wherever it stands. An older one only after a preposition and before no noun: "built in
+    1858" is a year, "in 1500 soldiers" a count."""
+    token = low_tokens[i]
+    if re.fullmatch(r"(19|20)\d\d", token):
+        return True
+    after = low_tokens[i + 1] if i + 1 < len(low_tokens) else ""
+    return (bool(re.fullmatch(r"1[0-8]\d\d", token)) and i > 0 and low_tokens[i - 1] in _YEAR_LEAD
+            and (not after or after in STOPWORDS))
+
+
+def _is_figure(token: str) -> bool:
+    """A quantity in digits or words: "26", "46-metre", "hundreds"."""
+    return any(ch.isdigit() for ch in token) or token.split("-")[0] in _NUMBER_WORDS
+
+
+_UNITS = frozenset("""metres meters metre meter m km kilometres kilometers kilometre kilometer cm centimetres
+centimeters mm feet foot ft inches inch miles mile yards yard hectares hectare acres acre square sq kg kilograms
+kilogram kilos grams gram tonnes tonne tons ton pounds lb lbs litres liters gallons storeys stories floors seconds
+second minutes minute hours hour days day weeks week months month years year decades decade centuries century
+percent % mph knots degrees""".split())
+
+
+def _unit_spot(low_tokens: Sequence[str], i: int) -> set[str]:
+    """The words where a figure's unit stands: in the token ("46-metre") or just after ("46 metres", "hundreds of
+    square kilometers")."""
+    return {*low_tokens[i].split("-")[1:], *low_tokens[i + 1:i + 4]}
 
 
 def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
@@ -435,6 +472,9 @@ def event_weights(question: str, passages: Sequence[Passage]) -> list[float]:
     return [undated if fit is None else W_EVENT_FIT if fit else -W_EVENT_MISFIT for fit in fits]
 
 
+_OPENS_WITH_PRONOUN = re.compile(r"\W*(It|Its|They|Their|He|His|She|Her)\b")
+
+
 def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
                     idf: Callable[[str], float], max_candidates: int = 16) -> list[Candidate]:
     """Source sentences of the passages, scored by meaning (cosine), rare shared words, answer type and event.
@@ -443,16 +483,21 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     term_stems = {stem(t) for t in terms}
     asked = analyse_question(question)
     relation = relation_terms(question)
-    sentences: dict[tuple[str, int], tuple[int, float, str, list[str]]] = {}  # overlapping chunks repeat some
+    # (passage number, event fit, sentence, its content words, the sentence its pronoun points back to)
+    sentences: dict[tuple[str, int], tuple[int, float, str, list[str], str]] = {}  # overlapping chunks repeat some
     for n, (p, fit) in enumerate(zip(passages, event_weights(question, passages), strict=True), start=1):
+        before = ""
         for s, e in sentence_spans(p.text):
             sentence, words = p.text[s:e], content_words(p.text[s:e])
             if len(words) >= 3 and is_statement(sentence) and (p.doc, p.start + s) not in sentences:
-                sentences[(p.doc, p.start + s)] = (n, fit, sentence, words)
+                refers_to = before if _OPENS_WITH_PRONOUN.match(sentence) else ""
+                sentences[(p.doc, p.start + s)] = (n, fit, sentence, words, refers_to)
+            before = sentence
     weigh = sharpened_idf(idf, [t[2] for t in sentences.values()])
     pool = []
-    for n, fit, sentence, words in sentences.values():
-        lexical = weighted_overlap(terms, sentence, weigh)
+    for n, fit, sentence, words, refers_to in sentences.values():
+        # "It stands 46 metres tall" tells of the lighthouse the sentence before names
+        lexical = weighted_overlap(terms, f"{refers_to} {sentence}", weigh)
         typed = type_weight(asked, relation, question, sentence)
         # An answer adds something to the question: a sentence made only of the question's words does not.
         novelty = sum(stem(w) not in term_stems for w in words) / len(words)

@@ -652,6 +652,10 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("What did the Institute for the Study of War say?", "speech", "institute for the study of war"),
     ("What did the governor of Belgorod tell residents?", None, None),  # no named speaker
     ("What year did the incursion happen?", "year", None),
+    # a size, distance or length is a figure in its unit
+    ("How tall is the lighthouse?", "measure", None),
+    ("How long did the fighting last?", "measure", None),
+    ("How far did the fighters get?", "measure", None),
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
     assert analyse_question(question) == Asked(kind, focus)
@@ -678,6 +682,12 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("When did the groups cross over?", "They crossed over on Monday.", True),
     ("On what date did the attacks begin?", "On March 12, the groups launched incursions.", True),
     ("When was the statement posted?", "It was posted on 2024-03-12 at dawn.", True),
+    # a year before 1900 counts where a preposition brings it and no noun follows
+    ("When was the lighthouse built?", "The lighthouse was built in 1858 by Danish masons.", True),
+    ("What year was the lighthouse built?", "In 1858 the lighthouse was built.", True),
+    ("When did the soldiers land?", "The soldiers landed in 1500 boats.", False),
+    ("How many boats did the soldiers land in?", "The soldiers landed in 1500 boats.", True),
+    ("How many steps does the tower have?", "The tower was finished in 1858.", False),
     # ... and a year question wants the year
     ("What year did the incursion happen?", "On March 12, the groups launched incursions.", False),
     ("What year did the incursion happen?", "The incursion of May 2023 reached Belgorod.", True),
@@ -728,6 +738,13 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("What did NATO say about the raids?", "According to NATO, the raids were no concern of the alliance.", True),
     ("What did the Freedom of Russia Legion say about the vote?",
      "The Legion's statement on social media called for a free vote.", True),
+    # a measure is a figure with its unit; a year or a bare count is none
+    ("How tall is the lighthouse?", "It stands 46 metres tall.", True),
+    ("How tall is the lighthouse?", "It is a 46-metre tower.", True),
+    ("How tall is the lighthouse?", "The lighthouse was built in 1858.", False),
+    ("How tall is the lighthouse?", "The lighthouse has 210 steps.", False),
+    ("How long did Jensen keep the lamp?", "Jensen kept the lamp burning for forty years.", True),
+    ("How far did the fighters get?", "They advanced about 30 km into the region.", True),
 ])
 def test_has_answer_of_type(question: str, sentence: str, answers: bool) -> None:
     assert has_answer_of_type(analyse_question(question), sentence, question) is answers
@@ -800,6 +817,14 @@ def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
     q = "Who was working with the Russian Volunteer Corps?"
     scored = scored_sentences(q, passages)
     assert scored and scored[0].score > 0.3
+
+
+def test_a_sentence_opening_with_a_pronoun_shares_the_words_of_the_one_before() -> None:
+    # "It" is the lighthouse: the painted sentence about it beats the one about the bridge
+    passages = passages_from_text("a.txt", "The lighthouse at Skagen was built long ago. It is painted grey and white. "
+                                           "The bridge over the bay is painted red.")
+    scored = scored_sentences("What colour is the lighthouse painted?", passages)
+    assert scored[0].text == "It is painted grey and white."
 
 
 def test_an_article_dated_in_the_asked_year_beats_an_undated_one() -> None:
