@@ -23,6 +23,23 @@ about after before during between against any all some more most other only own 
 say
 """.split())
 _STEMMER = Stemmer.Stemmer("english")
+# The past forms of irregular verbs, which no suffix rule reaches: "drew" meets "draw", "fought" "fight". Left out
+# where the form is more often another word: left, saw, felt, fell, lay, rose, bound, wound, ground, bit, fed.
+_IRREGULAR = {form: base for base, forms in (line.split(":") for line in """
+arise:arose arisen|awake:awoke awoken|become:became|begin:began begun|bend:bent|bite:bitten|bleed:bled
+blow:blew blown|break:broke broken|breed:bred|bring:brought|build:built|burn:burnt|buy:bought|catch:caught
+choose:chose chosen|cling:clung|come:came|creep:crept|deal:dealt|dig:dug|draw:drew drawn|drink:drank drunk
+drive:drove driven|eat:ate eaten|fall:fallen|fight:fought|find:found|flee:fled|fly:flew flown
+forbid:forbade forbidden|forget:forgot forgotten|forgive:forgave forgiven|freeze:froze frozen|get:got gotten
+give:gave given|go:went gone|grow:grew grown|hang:hung|hear:heard|hide:hid hidden|hold:held|keep:kept|kneel:knelt
+know:knew known|lay:laid|lead:led|lend:lent|light:lit|lose:lost|make:made|mean:meant|meet:met|pay:paid
+ride:rode ridden|ring:rang rung|rise:risen|run:ran|see:seen|seek:sought|sell:sold|send:sent|shake:shook shaken
+shine:shone|shoot:shot|show:shown|shrink:shrank shrunk|sing:sang sung|sink:sank sunk|sit:sat|sleep:slept
+slide:slid|speak:spoke spoken|spend:spent|spin:spun|spring:sprang sprung|stand:stood|steal:stole stolen
+stick:stuck|sting:stung|strike:struck stricken|swear:swore sworn|sweep:swept|swim:swam swum|swing:swung
+take:took taken|teach:taught|tear:tore torn|tell:told|think:thought|throw:threw thrown|understand:understood
+wake:woke woken|wear:wore worn|weep:wept|win:won|withdraw:withdrew withdrawn|write:wrote written
+""".replace("\n", "|").strip("|").split("|")) for form in forms.split()}
 _URL = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)|https?://[^\s)\]>]+")
 
 
@@ -48,8 +65,12 @@ def content_words(text: str) -> list[str]:
 
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """Snowball's English stem: "groups" and "group", "repelled" and "repelling" meet; figures stay whole."""
-    return word if word.isdigit() else _STEMMER.stemWord(word.lower())
+    """Snowball's English stem: "groups" and "group", "repelled" and "repelling", "drew" and "draws" meet; figures
+    stay whole."""
+    if word.isdigit():
+        return word
+    low = word.lower()
+    return _STEMMER.stemWord(_IRREGULAR.get(low, low))
 
 
 @lru_cache(maxsize=8192)

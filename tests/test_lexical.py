@@ -15,6 +15,13 @@ def test_words_are_stemmed() -> None:
     assert tokenize("Repelling the attackers") == tokenize("repelled the attacker")
 
 
+def test_irregular_verbs_meet_their_past_forms() -> None:
+    assert tokenize("Who drew the plans?") == tokenize("who draws the plan")
+    assert tokenize("fought, shot, brought, won") == tokenize("fighting, shoots, bring, wins")
+    # a form that is more often another word keeps its own stem: "the left bank" is no leaving
+    assert tokenize("left") != tokenize("leave")
+
+
 def test_a_question_finds_other_forms_of_its_words() -> None:
     index = LexicalIndex.build(["a", "b", "c"], TEXTS)
     assert [i for i, _ in index.search("Did Russia succeed in repelling them?", k=3)] == ["a"]
