@@ -120,6 +120,9 @@ def ingest(
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     except StoreError as e:
         raise fail(str(e)) from None
+    except KeyboardInterrupt:  # sync writes a document's record last: what the store held before is all there
+        raise fail("interrupted: the store still holds every document it held before; run `rag ingest` again to "
+                   "finish", 130) from None
     say_skipped(report.skipped[len(found.skipped):], set())  # found only when compared with the store
     if as_json:
         out.print_json(json.dumps(report.to_json()))

@@ -226,11 +226,25 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(i, min(i + size, n))
 
 
+def _chunk_ids_by_doc(collection: Any, doc_ids: list[str], max_batch: int) -> dict[str, set[str]]:
+    """The stored chunk ids of these documents, in a few queries rather than one per document."""
+    found: dict[str, set[str]] = {}
+    if not doc_ids or not collection.count():
+        return found
+    step = max(1, min(max_batch, 500))
+    for part in _batches(len(doc_ids), step):
+        got = collection.get(where={"doc": {"$in": doc_ids[part]}}, include=["metadatas"])
+        for chunk_id, meta in zip(got["ids"], got["metadatas"], strict=True):
+            found.setdefault(str(meta["doc"]), set()).add(chunk_id)
+    return found
+
+
 def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune: bool = True,
          progress: Progress | None = None) -> SyncReport:
     """Make the store match the scanned corpus: unchanged documents cost nothing, changed ones have only their
     new chunks embedded, removed files are pruned. New chunks are written before old ones are deleted, and a
-    document's record last, so an interrupted sync loses nothing and the next run finishes the job."""
+    document's record last, so an interrupted sync loses nothing and the next run finishes the job (embedding
+    only the chunks the interrupted one did not write)."""
     report = SyncReport(skipped=list(scan.skipped), ignored=scan.ignored, unchanged=list(scan.unchanged))
     chunking = chunking_key(settings)
     with store.write_lock():
@@ -241,6 +255,9 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
 
         plans: list[tuple[Document, list[Chunk], set[str]]] = []
         records: list[tuple[str, dict[str, Any]]] = []
+        # Chunks of documents without a record: written by a sync interrupted before it wrote the records, and
+        # not embedded again now.
+        unrecorded = _chunk_ids_by_doc(chunks_col, [d.id for d in scan.documents if d.id not in known], max_batch)
         for doc in scan.documents:
             record = known.get(doc.id)
             if record and record.get("source") != doc.source and Path(record["source"]).exists():
@@ -256,7 +273,10 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
                     records.append((doc.id, record | now))
                 continue
             (report.updated if record else report.added).append(doc.id)
-            old_ids = set(chunks_col.get(where={"doc": doc.id}, include=[])["ids"]) if record else set()
+            if record:
+                old_ids = set(chunks_col.get(where={"doc": doc.id}, include=[])["ids"])
+            else:
+                old_ids = unrecorded.get(doc.id, set())
             plans.append((doc, chunk_text(doc.id, doc.text, settings.chunk.size, settings.chunk.overlap), old_ids))
 
         # Embed every new chunk of every changed document in large batches (the embedder's fast path), sorted by

@@ -457,6 +457,55 @@ def test_writes_are_batched_under_the_servers_max_batch_size(seed_corpus: Path, 
     assert sizes and max(sizes) <= 3 and sum(sizes) == report.embedded == report.chunks
 
 
+class InterruptedEmbedder:
+    """The local model, interrupted as Ctrl-C interrupts it after `batches` batches; counts what it embeds."""
+
+    name = LOCAL
+
+    def __init__(self, batches: int | None = None) -> None:
+        from rag.embed import LocalEmbedder
+
+        self.model, self.batches, self.embedded = LocalEmbedder(), batches, 0
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        if self.batches is not None and self.batches <= 0:
+            raise KeyboardInterrupt
+        if self.batches is not None:
+            self.batches -= 1
+        self.embedded += len(texts)
+        return self.model.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Any:
+        return self.model.embed_query(text)
+
+
+def test_an_interrupted_ingest_is_finished_by_the_next_without_embedding_again(
+        seed_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(home=tmp_path / "home", chroma_url=None)
+    store = Store(s)
+    monkeypatch.setattr(store.client, "get_max_batch_size", lambda: 5)
+    first = InterruptedEmbedder(batches=2)
+    with pytest.raises(KeyboardInterrupt):
+        sync(store, scan([seed_corpus], 1_000_000), s, first)
+    assert first.embedded == 10 and not store.documents()  # chunks written, records not yet
+    second = InterruptedEmbedder()
+    report = sync(store, scan([seed_corpus], 1_000_000), s, second)
+    assert second.embedded == report.chunks - 10  # the ten chunks written before are not embedded again
+    assert sorted(report.added) == SEEDS
+    assert_store_matches_folder(s.home, seed_corpus, SEEDS)
+
+
+def test_ctrl_c_during_ingest_says_what_the_store_holds(seed_corpus: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rag.store.sync", interrupted)
+    result = rag(tmp_path / "home", "ingest", str(seed_corpus))
+    assert result.exit_code == 130
+    assert "interrupted: the store still holds every document it held before" in result.stderr
+
+
 # -- a real Chroma server --------------------------------------------------------------------------------------
 
 
