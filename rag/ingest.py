@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -57,11 +58,12 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
         if path.is_dir():
             root = path.resolve()
             roots.append(str(root))
-            files, n_ignored = _walk(root)
+            files, n_ignored, broken = _walk(root)
             ignored += n_ignored
-        else:
-            root = path.resolve().parent
-            files = [path.resolve()]
+            skipped += broken
+        else:  # a link's own name is the document's, as it is for a link met in a folder
+            file = Path(os.path.abspath(path))
+            root, files = file.parent, [file]
         for file in files:
             doc_id = file.relative_to(root).as_posix()
             if not is_utf8(doc_id):  # a name in another encoding than UTF-8 cannot be stored or cited
@@ -93,17 +95,29 @@ def is_utf8(name: str) -> bool:
     return True
 
 
-def _walk(root: Path) -> tuple[list[Path], int]:
-    files, ignored = [], 0
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).parts
-        if any(part.startswith(".") for part in rel) or not p.is_file():
+def _walk(root: Path) -> tuple[list[Path], int, list[Skip]]:
+    """The supported files under `root` (hidden ones left out), the number of others, and the links to nothing.
+    A linked folder is followed as a linked file is; each real folder is walked once, so a link up cannot loop."""
+    files, ignored, broken = [], 0, []
+    walked: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders.clear()
             continue
-        if p.suffix.lower() in SUPPORTED:
-            files.append(p)
-        else:
-            ignored += 1
-    return files, ignored
+        walked.add(real)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in names:
+            path = Path(folder, name)
+            if name.startswith(".") or not (path.is_file() or path.is_symlink()):
+                continue
+            if path.suffix.lower() not in SUPPORTED:
+                ignored += 1
+            elif path.exists():
+                files.append(path)
+            else:
+                broken.append(Skip(str(path), f"a symbolic link to {os.readlink(path)}, which does not exist"))
+    return sorted(files), ignored, broken
 
 
 def load_file(path: Path, doc_id: str, max_bytes: int) -> Document:

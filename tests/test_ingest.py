@@ -378,3 +378,23 @@ def test_doc_ids_are_relative_to_the_folder_given(tmp_path: Path) -> None:
     (tmp_path / "corpus" / "top.txt").write_text("Top.")
     assert sorted(d.id for d in scan([tmp_path / "corpus"], MB).documents) == ["2024/03/story.txt", "top.txt"]
     assert [d.id for d in scan([tmp_path / "corpus" / "2024"], MB).documents] == ["03/story.txt"]
+
+
+def test_links_are_followed_and_a_link_to_nothing_is_reported(tmp_path: Path) -> None:
+    corpus, elsewhere = tmp_path / "corpus", tmp_path / "elsewhere"
+    (corpus / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "bell.txt").write_text("The keeper rang the bell.")
+    (corpus / "sub" / "boats.txt").write_text("Twelve boats in the bay.")
+    (corpus / "linked").symlink_to(elsewhere)  # a linked folder is walked, as a linked file is read
+    (corpus / "bell-link.txt").symlink_to(elsewhere / "bell.txt")
+    (corpus / "sub" / "up").symlink_to(corpus)  # a link up the tree: walked once, no loop
+    (corpus / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    found = scan([corpus], MB)
+    assert [d.id for d in found.documents] == ["bell-link.txt", "linked/bell.txt", "sub/boats.txt"]
+    (skip,) = found.skipped
+    assert skip.path == str(corpus.resolve() / "gone.txt")
+    assert skip.reason == f"a symbolic link to {tmp_path / 'nowhere.txt'}, which does not exist"
+    # a link given by name is a document of that name, not of its target's
+    assert [(d.id, d.source) for d in scan([corpus / "bell-link.txt"], MB).documents] == [
+        ("bell-link.txt", str(corpus / "bell-link.txt"))]
