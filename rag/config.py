@@ -97,6 +97,10 @@ class Settings(BaseSettings):
             first = e.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "settings"
             env = "RAG_" + "__".join(str(part) for part in first["loc"]).upper()
+            field = cls.model_fields.get(str(first["loc"][0]))
+            if len(first["loc"]) == 1 and field and isinstance(field.annotation, type) \
+                    and issubclass(field.annotation, BaseModel):
+                env += "__*"  # two settings of the section disagree: "overlap (50) must be smaller than size (40)"
             raise ValueError(f"bad setting {where} ({env} or {cls.model_config.get('toml_file')}): "
                              f"{first['msg'].removeprefix('Value error, ')}") from None
         except tomllib.TOMLDecodeError as e:

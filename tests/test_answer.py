@@ -539,7 +539,8 @@ def test_a_question_in_another_encoding_is_one_line_and_exit_2(seed_home: Path) 
 
 
 @pytest.mark.parametrize(("env", "says"), [
-    ({"RAG_CHUNK__SIZE": "50", "RAG_CHUNK__OVERLAP": "60"}, "chunk overlap (60) must be smaller than chunk size (50)"),
+    ({"RAG_CHUNK__SIZE": "50", "RAG_CHUNK__OVERLAP": "60"},
+     "bad setting chunk (RAG_CHUNK__* or rag.toml): chunk overlap (60) must be smaller than chunk size (50)"),
     ({"RAG_RETRIEVE__K": "0"}, "bad setting retrieve.k (RAG_RETRIEVE__K"),
     ({"RAG_CONFIG": "/no/such/rag.toml"}, "RAG_CONFIG names /no/such/rag.toml, which is not a file"),
 ])
