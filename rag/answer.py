@@ -67,6 +67,8 @@ class Candidate:
 _MONTH_NAMES = "january february march april may june july august september october november december".split()
 _WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
 _CALENDAR_WORDS = tuple(_MONTH_NAMES + _WEEKDAYS)
+_COLOURS = frozenset("red orange yellow green blue purple violet pink brown black white grey gray silver gold golden "
+                     "beige crimson scarlet navy turquoise maroon cream ochre".split())
 _NUMBER_WORDS = set("one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
                     "hundred hundreds thousand thousands million billion dozen dozens".split())
 _TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_CALENDAR_WORDS) + ")$")
@@ -93,15 +95,16 @@ class Asked:
     a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?"); for "What did *NATO* say"
     (kind "speech") the speaker."""
 
-    kind: str | None  # number | measure | date | year | weekday | month | name | place | description | deed | speech
-    #                   | None
+    kind: str | None  # number | measure | date | year | weekday | month | colour | name | place | description | deed
+    #                   | speech | None
     focus: str | None = None
 
 
 def answer_words(asked: Asked) -> list[str]:
     """The words that spell an answer of a closed kind: a weekday answers "which day of the week" whichever of
     the seven it is, so a passage that names one is likelier to answer."""
-    spelt = {"weekday": _WEEKDAYS, "month": _MONTH_NAMES, "date": _CALENDAR_WORDS, "year": _CALENDAR_WORDS}
+    spelt = {"weekday": _WEEKDAYS, "month": _MONTH_NAMES, "date": _CALENDAR_WORDS, "year": _CALENDAR_WORDS,
+             "colour": sorted(_COLOURS)}
     return list(spelt.get(asked.kind or "", ()))  # a copy: callers may extend
 
 
@@ -125,6 +128,8 @@ def analyse_question(question: str) -> Asked:
         return Asked("weekday")
     if re.search(r"\b(which|what|in what|in which) month\b", q):
         return Asked("month")
+    if re.search(r"\b(which|what) colou?rs?\b", q):
+        return Asked("colour")
     if re.match(r"(on )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
         return Asked("year" if re.search(r"\b(what|which) year\b", q) else "date")
     if re.search(r"\bhow (tall|high|deep|wide|far|heavy|long)\b", q):
@@ -227,6 +232,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":
         return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
+    if asked.kind == "colour":
+        return any(t in _COLOURS and t[:5] not in known for t in low)
     if asked.kind == "year":  # "On March 12" does not say which year
         return any((_ISO_DATE.match(t) or _is_year(low, i)) and t[:4] not in known for i, t in enumerate(low))
     if asked.kind == "date":  # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
@@ -384,8 +391,8 @@ def names_focus(asked: Asked, sentence: str) -> bool:
 
 
 # Words that shape a question rather than name what it is about ("how many", "what kind", "which day").
-_QUESTION_FORM = frozenset("many much kind type sort name names date day week weekday month year happen happened "
-                           "take took place part according reportedly describe".split())
+_QUESTION_FORM = frozenset("many much kind type sort name names date day week weekday month year colour color "
+                           "happen happened take took place part according reportedly describe".split())
 
 
 def question_terms(question: str) -> list[str]:

@@ -653,6 +653,7 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("What did the Institute for the Study of War say?", "speech", "institute for the study of war"),
     ("What did the governor of Belgorod tell residents?", None, None),  # no named speaker
     ("What year did the incursion happen?", "year", None),
+    ("What colour is the lighthouse?", "colour", None),
     # a size, distance or length is a figure in its unit
     ("How tall is the lighthouse?", "measure", None),
     ("How long did the fighting last?", "measure", None),
@@ -739,6 +740,9 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("What did NATO say about the raids?", "According to NATO, the raids were no concern of the alliance.", True),
     ("What did the Freedom of Russia Legion say about the vote?",
      "The Legion's statement on social media called for a free vote.", True),
+    ("What colour is the tower?", "It is painted grey and white.", True),
+    ("What colour is the tower?", "The tower was built in 1858.", False),
+    ("What colour is the white tower?", "The white tower was built in 1858.", False),  # the question's own colour
     # a measure is a figure with its unit; a year or a bare count is none
     ("How tall is the lighthouse?", "It stands 46 metres tall.", True),
     ("How tall is the lighthouse?", "It is a 46-metre tower.", True),
