@@ -62,6 +62,7 @@ class Candidate:
     text: str
     score: float
     vector: np.ndarray = field(repr=False, compare=False)
+    lead: str = ""  # the sentence before, when it names whom "He" or "It" of this one is: shown and cited with it
 
 
 _MONTH_NAMES = "january february march april may june july august september october november december".split()
@@ -132,8 +133,8 @@ def analyse_question(question: str) -> Asked:
         return Asked("colour")
     if re.match(r"(on )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
         return Asked("year" if re.search(r"\b(what|which) year\b", q) else "date")
-    if re.search(r"\bhow (tall|high|deep|wide|far|heavy|long)\b", q):
-        return Asked("measure")  # answered by a figure in its unit: "46 metres", "forty years", "30 km"
+    if m := re.search(r"\bhow (tall|high|deep|wide|far|heavy|long)\b", q):
+        return Asked("measure", m.group(1))  # a figure in its unit: "46 metres (tall)", "forty years", "30 km"
     m = re.search(r"\bhow (many|much|large|big)\b", q)
     if m:
         head = _head_noun(words[words.index(m.group(1)) + 1:] if m.group(1) in words else [])
@@ -240,7 +241,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
                    for i, t in enumerate(low))
     if asked.kind == "measure":
-        return any(_is_figure(t) and t not in known and not _in_date(low, i) and _UNITS & _unit_spot(low, i)
+        units = _UNITS_OF[asked.focus or "long"]
+        return any(_is_figure(t) and t not in known and not _in_date(low, i) and units & _unit_spot(low, i)
                    for i, t in enumerate(low))
     if asked.kind == "number":
         fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
@@ -256,8 +258,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if not fits:
         return False
     near = _focus_positions(asked, low)
-    if asked.kind == "number" and asked.focus and not near:
-        return False  # "how many soldiers" is not answered by "100 fighters"
+    if asked.kind == "number" and asked.focus and not near and asked.focus not in _ANYONE:
+        return False  # "how many soldiers" is not answered by "100 fighters"; "how many people" by "a crowd of 6,140"
     if near and _owned_by_another(asked, question, tokens, near):
         return False
     # distance in content words: "a separate group identifying itself as the Russian Volunteer Corps" is close
@@ -285,6 +287,7 @@ def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
     return _close(low_tokens, named, saying)
 
 
+_ANYONE = frozenset("people persons individuals".split())
 _LOCATIVE = frozenset("in near at into inside outside across from over to towards toward around".split())
 _DEMONYM = re.compile(r"[A-Z][a-z]+(ian|ican|ean|ese|ish)$")
 # What a nationality answers: "Which country backed the militias?" - "Ukrainian-backed"; None stands for "who".
@@ -365,17 +368,24 @@ def _is_figure(token: str) -> bool:
     return any(ch.isdigit() for ch in token) or token.split("-")[0] in _NUMBER_WORDS
 
 
-_UNITS = frozenset("""metres meters metre meter m km kilometres kilometers kilometre kilometer cm centimetres
-centimeters mm feet foot ft inches inch miles mile yards yard hectares hectare acres acre square sq kg kilograms
-kilogram kilos grams gram tonnes tonne tons ton pounds lb lbs litres liters gallons storeys stories floors seconds
-second minutes minute hours hour days day weeks week months month years year decades decade centuries century
-percent % mph knots degrees""".split())
+_LENGTHS = frozenset("""metres meters metre meter m km kilometres kilometers kilometre kilometer cm centimetres
+centimeters mm feet foot ft inches inch miles mile yards yard storeys stories floors""".split())
+_DURATIONS = frozenset("""seconds second minutes minute hours hour days day weeks week months month years year
+decades decade centuries century""".split())
+_WEIGHTS = frozenset("kg kilograms kilogram kilos grams gram tonnes tonne tons ton pounds lb lbs".split())
+# The units that answer "how tall", "how long", ...: "How wide is the bridge?" is not answered by "four years".
+_UNITS_OF = {"tall": _LENGTHS, "high": _LENGTHS, "deep": _LENGTHS, "wide": _LENGTHS, "far": _LENGTHS,
+             "long": _LENGTHS | _DURATIONS, "heavy": _WEIGHTS}
 
 
 def _unit_spot(low_tokens: Sequence[str], i: int) -> set[str]:
     """The words where a figure's unit stands: in the token ("46-metre") or just after ("46 metres", "hundreds of
-    square kilometers")."""
-    return {*low_tokens[i].split("-")[1:], *low_tokens[i + 1:i + 4]}
+    square kilometers"). A time from another ("four years after construction began") is a point, not a length."""
+    spot = {*low_tokens[i].split("-")[1:], *low_tokens[i + 1:i + 4]}
+    return set() if spot & _RELATIVE_TIME and spot & _DURATIONS else spot
+
+
+_RELATIVE_TIME = frozenset("after before ago later earlier since".split())
 
 
 def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
@@ -506,19 +516,23 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         # "It stands 46 metres tall" tells of the lighthouse the sentence before names
         lexical = weighted_overlap(terms, f"{refers_to} {sentence}", weigh)
         typed = type_weight(asked, relation, question, sentence)
+        lead = ""
+        if refers_to and typed == W_UNTYPED and asked.kind == "name":  # "Who drew it?" - "He drew ..." after a name
+            joined = type_weight(asked, relation, question, f"{refers_to} {sentence}")
+            typed, lead = (joined, refers_to) if joined > typed else (typed, "")
         # An answer adds something to the question: a sentence made only of the question's words does not.
         novelty = sum(stem(w) not in term_stems for w in words) / len(words)
         # Sentences that cannot hold the asked kind of answer come last: embedding is spent on those that can.
         prior = 0.5 * lexical + W_TYPE * typed + fit + 0.1 * novelty + 0.05 / n
-        pool.append((prior, lexical, n, sentence, fit + 0.05 * novelty, typed))
+        pool.append((prior, lexical, n, sentence, fit + 0.05 * novelty, typed, lead))
     ranked = sorted(pool, key=lambda t: -t[0])[:max_candidates]
     if not ranked:
         return []
     vectors = embed_cached(embedder, [t[3] for t in ranked])
     out = []
-    for (_, lexical, n, text, extra, typed), v in zip(ranked, vectors, strict=True):
+    for (_, lexical, n, text, extra, typed, lead), v in zip(ranked, vectors, strict=True):
         score = W_DENSE * float(v @ q_vec) + (1 - W_DENSE) * lexical + W_TYPE * typed + W_EXTRA * extra + 0.01 / n
-        out.append(Candidate(n, text, score, v))
+        out.append(Candidate(n, text, score, v, lead))
     return sorted(out, key=lambda c: -c.score)
 
 
@@ -593,7 +607,8 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
         chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once
     if not chosen:
         return CANNOT_ANSWER
-    return " ".join(attach_marker(as_prose(c.text), f"[{c.passage}]") for c in chosen)
+    shown = dict.fromkeys((text, c.passage) for c in chosen for text in (c.lead, c.text) if text)  # once each
+    return " ".join(attach_marker(as_prose(text), f"[{n}]") for text, n in shown)
 
 
 # -- the chain ------------------------------------------------------------------------------------------

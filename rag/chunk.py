@@ -16,8 +16,9 @@ from rag.types import Chunk
 # than wrap a line (see `wrapped_breaks`).
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # Bumped whenever sentence boundaries or the text read from a file change (version 5: numbered list items, PDF
-# line-end hyphens): stores read and chunk every document again on the next ingest.
-SPLITTER_VERSION = 5
+# line-end hyphens; 6: "a.m." before a word in lower case): stores read and chunk every document again on the next
+# ingest.
+SPLITTER_VERSION = 6
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 
 
@@ -107,7 +108,11 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     if not word:
         return False
     w = word.group(1).lower()
-    return w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha())
+    if w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha()):
+        return True
+    # "9 a.m. in front of", "the U.K. government": letters and dots; a capital after them opens a new sentence
+    after = text[dot + 1:dot + 3].lstrip()
+    return bool(re.fullmatch(r"([a-z]\.)+[a-z]", w)) and not after[:1].isupper() and after[:1] != ""
 
 
 def _is_list_number(text: str, end: re.Match[str]) -> bool:

@@ -132,7 +132,8 @@ def attach_marker(sentence: str, markers: str) -> str:
     a quotation that closes it, though: 'He said "it fell." [2]' leaves the quoted words as the source has them."""
     m = re.search(r"[.!?]*[\"'”’)]*$", sentence)
     cut = m.start() if m else len(sentence)
-    if re.search(r"[.!?][\"'”’]", sentence[cut:]):
+    # after "a.m." too: its last full stop belongs to the abbreviation ("at 2 a.m. [1]", not "at 2 a.m [1].")
+    if re.search(r"[.!?][\"'”’]", sentence[cut:]) or re.search(r"\b([A-Za-z]\.)+[A-Za-z]$", sentence[:cut]):
         return f"{sentence.rstrip()} {markers}"
     return f"{sentence[:cut].rstrip()} {markers}{sentence[cut:]}"
 

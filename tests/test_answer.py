@@ -286,6 +286,18 @@ def test_extractive_with_fake_embedder_is_deterministic_and_cited(passages: list
     assert_citations_verify(first, sources)
 
 
+def test_a_name_in_the_sentence_before_answers_who_for_its_pronoun() -> None:
+    text = ("The chief engineer, Tomasz Wierzbicki, spoke at the opening. He drew the first sketches of the bridge "
+            "on a napkin.")
+    chain = AnswerChain(FakeRetriever(passages_from_text("a.txt", text), FakeEmbedder(), rank=True),
+                        AnswerSettings(min_relevance=0.2), backend="extractive")
+    answer = chain.ask("Who drew the first sketches of the bridge?")
+    # both sentences shown and cited: "He drew ..." alone does not say who
+    assert [c.quote for c in answer.citations] == ["The chief engineer, Tomasz Wierzbicki, spoke at the opening.",
+                                                   "He drew the first sketches of the bridge on a napkin."]
+    assert_citations_verify(answer, {"a.txt": text})
+
+
 def test_extractive_cites_whole_sentences_of_hard_wrapped_text() -> None:
     wrapped = "\n\n".join(textwrap.fill(p, 60) for p in DOC_A.split("\n\n"))  # as a plain-text mail wraps it
     chain = AnswerChain(FakeRetriever(passages_from_text("004.txt", wrapped), FakeEmbedder(), rank=True),
@@ -655,9 +667,9 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("What year did the incursion happen?", "year", None),
     ("What colour is the lighthouse?", "colour", None),
     # a size, distance or length is a figure in its unit
-    ("How tall is the lighthouse?", "measure", None),
-    ("How long did the fighting last?", "measure", None),
-    ("How far did the fighters get?", "measure", None),
+    ("How tall is the lighthouse?", "measure", "tall"),
+    ("How long did the fighting last?", "measure", "long"),
+    ("How far did the fighters get?", "measure", "far"),
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
     assert analyse_question(question) == Asked(kind, focus)
@@ -750,6 +762,11 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("How tall is the lighthouse?", "The lighthouse has 210 steps.", False),
     ("How long did Jensen keep the lamp?", "Jensen kept the lamp burning for forty years.", True),
     ("How far did the fighters get?", "They advanced about 30 km into the region.", True),
+    ("How wide is the bridge?", "It opened four years after construction began.", False),  # a time is no width
+    ("How long did the count last?", "The count lasted seven hours.", True),  # "how long" asks a time or a length
+    ("How long is the bridge?", "It opened four years after construction began.", False),  # a point in time
+    # "how many people": whoever they are ("a crowd of 6,140"); a thing counted must be named
+    ("How many people watched the final?", "A crowd of 6,140 watched the final.", True),
 ])
 def test_has_answer_of_type(question: str, sentence: str, answers: bool) -> None:
     assert has_answer_of_type(analyse_question(question), sentence, question) is answers
@@ -822,6 +839,12 @@ def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
     q = "Who was working with the Russian Volunteer Corps?"
     scored = scored_sentences(q, passages)
     assert scored and scored[0].score > 0.3
+
+
+def test_a_figure_beside_the_asked_measure_beats_another_figure_in_its_unit() -> None:
+    passages = passages_from_text("a.txt", "The Harlow Crossing opened to traffic four years after construction "
+                                           "began. The bridge is 412 metres long and carries two lanes.")
+    assert "412 metres long" in scored_sentences("How long is the Harlow Crossing?", passages)[0].text
 
 
 def test_a_sentence_opening_with_a_pronoun_shares_the_words_of_the_one_before() -> None:

@@ -220,6 +220,10 @@ def _sentences(text: str) -> list[str]:
     ("Steps:\n1. Open the box. Then wait.\n 12. Close it.", ["Steps:", "1. Open the box.", "Then wait.",
                                                            "12. Close it."]),
     ("The count was 12. Then 2023. Done.", ["The count was 12.", "Then 2023.", "Done."]),
+    # "a.m." goes on before a word in lower case and ends the sentence before a capital
+    ("The mayor cut the ribbon at 9 a.m. in front of 2,500 residents. He conceded after 2 a.m. Supporters left.",
+     ["The mayor cut the ribbon at 9 a.m. in front of 2,500 residents.", "He conceded after 2 a.m.",
+      "Supporters left."]),
     ("  leading and trailing  ", ["leading and trailing"]),
     ("", []),
     (" \n\n \t ", []),

@@ -122,6 +122,7 @@ def test_attach_marker_goes_before_closing_punctuation() -> None:
     assert attach_marker("It fell.", "[2]") == "It fell [2]."
     assert attach_marker("It fell", "[1]") == "It fell [1]"
     assert attach_marker("(It fell.)", "[1]") == "(It fell [1].)"
+    assert attach_marker("He conceded after 2 a.m.", "[1]") == "He conceded after 2 a.m. [1]"  # the dot is the a.m.'s
 
 
 def test_attach_marker_leaves_a_closing_quotation_whole() -> None:
