@@ -111,12 +111,15 @@ def ingest(
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))
         stored = {str(r.get("source")) for r in store.documents().values()} if found.skipped else set()
         say_skipped(found.skipped, stored)
-        if not found.documents and not found.unchanged:
+        prune = s.ingest.prune and not keep_removed
+        # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
+        emptied = prune and set(found.roots) & {r.get("root") for r in store.documents().values()}
+        if not found.documents and not found.unchanged and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("embedding chunks", total=None)
-            report = sync(store, found, s, make_embedder(s.embed), prune=s.ingest.prune and not keep_removed,
+            report = sync(store, found, s, make_embedder(s.embed), prune=prune,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     except StoreError as e:
         raise fail(str(e)) from None
@@ -127,8 +130,9 @@ def ingest(
     if as_json:
         out.print_json(json.dumps(report.to_json()))
         return
+    ignored = f", ignored {report.ignored} of other types" if report.ignored else ""
     out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
-              f"removed {len(report.removed)}, skipped {len(report.skipped)}; "
+              f"removed {len(report.removed)}, skipped {len(report.skipped)}{ignored}; "
               f"embedded {report.embedded} chunks; store holds {report.chunks} chunks in {store.where}")
 
 

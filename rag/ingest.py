@@ -97,7 +97,8 @@ def is_utf8(name: str) -> bool:
 
 def _walk(root: Path) -> tuple[list[Path], int, list[Skip]]:
     """The supported files under `root` (hidden ones left out), the number of others, and the links to nothing.
-    A linked folder is followed as a linked file is; each real folder is walked once, so a link up cannot loop."""
+    A linked folder is followed as a linked file is; each real folder and file is read once, so a link up cannot
+    loop and a link beside its target adds no copy."""
     files, ignored, broken = [], 0, []
     walked: set[str] = set()
     for folder, subfolders, names in os.walk(root, followlinks=True):
@@ -117,7 +118,18 @@ def _walk(root: Path) -> tuple[list[Path], int, list[Skip]]:
                 files.append(path)
             else:
                 broken.append(Skip(str(path), f"a symbolic link to {os.readlink(path)}, which does not exist"))
-    return sorted(files), ignored, broken
+    return _one_name_per_file(files), ignored, broken
+
+
+def _one_name_per_file(files: list[Path]) -> list[Path]:
+    """A file met under several names (a link beside its target) is one document, by its real name if the walk met
+    it, else by the first name in order."""
+    by_target: dict[str, Path] = {}
+    for path in sorted(files):
+        target = os.path.realpath(path)
+        if target not in by_target or target == str(path):
+            by_target[target] = path
+    return sorted(by_target.values())
 
 
 def load_file(path: Path, doc_id: str, max_bytes: int) -> Document:

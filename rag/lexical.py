@@ -45,7 +45,7 @@ class LexicalIndex:
         # Every chunk gets at least one token so positions line up with ids even for chunks of stopwords only.
         written = [words(t) for t in texts]
         tokens = [[stem(w) for w in ws] or ["\u2205"] for ws in written]
-        model.index(tokens, show_progress=False)
+        model.index(tokens or [["\u2205"]], show_progress=False)  # bm25s indexes nothing only as one empty chunk
         # Rarity of each word as written: the answer stage weighs the question's own words.
         df = Counter(word for ws in written for word in set(ws))
         return cls(model, ids, dict(df))

@@ -390,8 +390,9 @@ def test_links_are_followed_and_a_link_to_nothing_is_reported(tmp_path: Path) ->
     (corpus / "bell-link.txt").symlink_to(elsewhere / "bell.txt")
     (corpus / "sub" / "up").symlink_to(corpus)  # a link up the tree: walked once, no loop
     (corpus / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    (corpus / "a-link-to-boats.txt").symlink_to(corpus / "sub" / "boats.txt")  # beside its target: no copy
     found = scan([corpus], MB)
-    assert [d.id for d in found.documents] == ["bell-link.txt", "linked/bell.txt", "sub/boats.txt"]
+    assert [d.id for d in found.documents] == ["bell-link.txt", "sub/boats.txt"]
     (skip,) = found.skipped
     assert skip.path == str(corpus.resolve() / "gone.txt")
     assert skip.reason == f"a symbolic link to {tmp_path / 'nowhere.txt'}, which does not exist"

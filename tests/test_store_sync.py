@@ -108,6 +108,9 @@ def test_text_summary_without_json(seed_corpus: Path, tmp_path: Path) -> None:
     result = rag(tmp_path / "home", "ingest", str(seed_corpus))
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("added 5, updated 0, unchanged 0, removed 0, skipped 0; embedded ")
+    (seed_corpus / "notes.docx").write_bytes(b"PK\x03\x04")
+    result = rag(tmp_path / "home", "ingest", str(seed_corpus))
+    assert result.stdout.startswith("added 0, updated 0, unchanged 5, removed 0, skipped 0, ignored 1 of other types;")
     assert str(tmp_path / "home") in result.stdout
 
 
@@ -187,6 +190,19 @@ def test_changing_a_sentence_replaces_that_documents_chunks(seed_corpus: Path, t
     assert not any("26 drones" in c["text"] for c in chunks.values())
     assert any("thirty-one unmanned aerial drones" in c["text"] for c in chunks.values())
     assert_store_matches_folder(home, seed_corpus, SEEDS)
+
+
+def test_a_folder_emptied_of_its_articles_is_pruned_to_an_empty_store(seed_corpus: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ingest(home, seed_corpus)
+    for name in SEEDS:
+        (seed_corpus / name).unlink()
+    summary = ingest(home, seed_corpus)
+    assert sorted(summary["removed"]) == SEEDS and summary["chunks"] == 0
+    assert Store(Settings(home=home, chroma_url=None)).lexical_index().ids == []
+    # with nothing left to prune, an empty folder is a mistake again
+    result = rag(home, "ingest", str(seed_corpus))
+    assert result.exit_code == 2 and "nothing to ingest: no supported files" in result.stderr
 
 
 def test_deleted_file_is_pruned(seed_corpus: Path, tmp_path: Path) -> None:
