@@ -286,11 +286,16 @@ def test_extractive_with_fake_embedder_is_deterministic_and_cited(passages: list
     assert_citations_verify(first, sources)
 
 
+def extractive_over(doc: str, text: str) -> AnswerChain:
+    """The extractive chain over one document's passages, ranked by the fake embedder."""
+    return AnswerChain(FakeRetriever(passages_from_text(doc, text), FakeEmbedder(), rank=True),
+                       AnswerSettings(min_relevance=0.2), backend="extractive")
+
+
 def test_a_name_in_the_sentence_before_answers_who_for_its_pronoun() -> None:
     text = ("The chief engineer, Tomasz Wierzbicki, spoke at the opening. He drew the first sketches of the bridge "
             "on a napkin.")
-    chain = AnswerChain(FakeRetriever(passages_from_text("a.txt", text), FakeEmbedder(), rank=True),
-                        AnswerSettings(min_relevance=0.2), backend="extractive")
+    chain = extractive_over("a.txt", text)
     answer = chain.ask("Who drew the first sketches of the bridge?")
     # both sentences shown and cited: "He drew ..." alone does not say who
     assert [c.quote for c in answer.citations] == ["The chief engineer, Tomasz Wierzbicki, spoke at the opening.",
@@ -300,8 +305,7 @@ def test_a_name_in_the_sentence_before_answers_who_for_its_pronoun() -> None:
 
 def test_extractive_cites_whole_sentences_of_hard_wrapped_text() -> None:
     wrapped = "\n\n".join(textwrap.fill(p, 60) for p in DOC_A.split("\n\n"))  # as a plain-text mail wraps it
-    chain = AnswerChain(FakeRetriever(passages_from_text("004.txt", wrapped), FakeEmbedder(), rank=True),
-                        AnswerSettings(min_relevance=0.2), backend="extractive")
+    chain = extractive_over("004.txt", wrapped)
     answer = chain.ask("How many drones did the Russian Defense Ministry shoot down?")
     assert_citations_verify(answer, {"004.txt": wrapped})
     quote = answer.citations[0].quote
@@ -312,8 +316,7 @@ def test_extractive_cites_whole_sentences_of_hard_wrapped_text() -> None:
 def test_extractive_answers_from_a_markdown_list_read_as_prose() -> None:
     notes = ("# Losses claimed\n\n- 26 drones shot down over seven regions, said the defense ministry\n"
              "- six tanks destroyed, said the FSB\n")
-    chain = AnswerChain(FakeRetriever(passages_from_text("notes.md", notes), FakeEmbedder(), rank=True),
-                        AnswerSettings(min_relevance=0.2), backend="extractive")
+    chain = extractive_over("notes.md", notes)
     answer = chain.ask("How many drones were shot down?")
     assert_citations_verify(answer, {"notes.md": notes})
     assert answer.citations[0].quote.startswith("- 26 drones")  # the exact source text ...
