@@ -113,7 +113,7 @@ def ingest(
         say_skipped(found.skipped, stored)
         prune = s.ingest.prune and not keep_removed
         # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and set(found.roots) & {r.get("root") for r in store.documents().values()}
+        emptied = prune and not found.skipped and set(found.roots) & {r.get("root") for r in store.documents().values()}
         if not found.documents and not found.unchanged and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -195,8 +195,13 @@ def test_changing_a_sentence_replaces_that_documents_chunks(seed_corpus: Path, t
 def test_a_folder_emptied_of_its_articles_is_pruned_to_an_empty_store(seed_corpus: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     ingest(home, seed_corpus)
-    for name in SEEDS:
+    for name in SEEDS[1:]:
         (seed_corpus / name).unlink()
+    (seed_corpus / SEEDS[0]).write_bytes(b"\x00\x01")  # the one file left is bad: no run of bad input prunes
+    result = rag(home, "ingest", str(seed_corpus))
+    assert result.exit_code == 2 and "every file was skipped" in result.stderr
+    assert len(Store(Settings(home=home, chroma_url=None)).documents()) == 5
+    (seed_corpus / SEEDS[0]).unlink()
     summary = ingest(home, seed_corpus)
     assert sorted(summary["removed"]) == SEEDS and summary["chunks"] == 0
     assert Store(Settings(home=home, chroma_url=None)).lexical_index().ids == []
