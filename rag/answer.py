@@ -240,12 +240,10 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind == "date":  # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
         return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
                    for i, t in enumerate(low))
-    if asked.kind == "measure":
-        units = _UNITS_OF[asked.focus or "long"]
-        return any(_is_figure(t) and t not in known and not _in_date(low, i) and units & _unit_spot(low, i)
-                   for i, t in enumerate(low))
-    if asked.kind == "number":
+    if asked.kind in ("number", "measure"):
         fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
+        if asked.kind == "measure":
+            return any(_UNITS_OF[asked.focus or "long"] & _unit_spot(low, i) for i in fits)
     else:
         starts = {m.start() for m in _name_matches(sentence)}
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
@@ -513,12 +511,12 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     weigh = sharpened_idf(idf, [t[2] for t in sentences.values()])
     pool = []
     for n, fit, sentence, words, refers_to in sentences.values():
-        # "It stands 46 metres tall" tells of the lighthouse the sentence before names
-        lexical = weighted_overlap(terms, f"{refers_to} {sentence}", weigh)
+        in_context = f"{refers_to} {sentence}"  # "It stands 46 metres tall" tells of what the sentence before names
+        lexical = weighted_overlap(terms, in_context, weigh)
         typed = type_weight(asked, relation, question, sentence)
         lead = ""
         if refers_to and typed == W_UNTYPED and asked.kind == "name":  # "Who drew it?" - "He drew ..." after a name
-            joined = type_weight(asked, relation, question, f"{refers_to} {sentence}")
+            joined = type_weight(asked, relation, question, in_context)
             typed, lead = (joined, refers_to) if joined > typed else (typed, "")
         # An answer adds something to the question: a sentence made only of the question's words does not.
         novelty = sum(stem(w) not in term_stems for w in words) / len(words)

@@ -20,6 +20,8 @@ _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # ingest.
 SPLITTER_VERSION = 6
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
+# Letters and dots, up to the last letter: "a.m", "U.K". Such a word's final full stop may also end the sentence.
+INITIALISM = re.compile(r"\b(?:[A-Za-z]\.)+[A-Za-z]$")
 
 
 @lru_cache(maxsize=1)
@@ -110,9 +112,9 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     w = word.group(1).lower()
     if w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha()):
         return True
-    # "9 a.m. in front of", "the U.K. government": letters and dots; a capital after them opens a new sentence
+    # "9 a.m. in front of", "the U.K. government": a capital after the initialism opens a new sentence
     after = text[dot + 1:dot + 3].lstrip()
-    return bool(re.fullmatch(r"([a-z]\.)+[a-z]", w)) and not after[:1].isupper() and after[:1] != ""
+    return bool(INITIALISM.fullmatch(w)) and after != "" and not after[0].isupper()
 
 
 def _is_list_number(text: str, end: re.Match[str]) -> bool:

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import Stemmer
 
-from rag.chunk import sentence_spans
+from rag.chunk import INITIALISM, sentence_spans
 from rag.types import Citation, Passage
 
 MARKER = re.compile(r"\[(\s*[^\[\]\n]{1,20}?\s*)\]")  # anything bracketed and short: validated below
@@ -133,7 +133,7 @@ def attach_marker(sentence: str, markers: str) -> str:
     m = re.search(r"[.!?]*[\"'”’)]*$", sentence)
     cut = m.start() if m else len(sentence)
     # after "a.m." too: its last full stop belongs to the abbreviation ("at 2 a.m. [1]", not "at 2 a.m [1].")
-    if re.search(r"[.!?][\"'”’]", sentence[cut:]) or re.search(r"\b([A-Za-z]\.)+[A-Za-z]$", sentence[:cut]):
+    if re.search(r"[.!?][\"'”’]", sentence[cut:]) or INITIALISM.search(sentence[:cut]):
         return f"{sentence.rstrip()} {markers}"
     return f"{sentence[:cut].rstrip()} {markers}{sentence[cut:]}"
 

@@ -109,12 +109,13 @@ def ingest(
     try:
         store = Store(s)
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))
-        stored = {str(r.get("source")) for r in store.documents().values()} if found.skipped else set()
-        say_skipped(found.skipped, stored)
+        nothing_found = not found.documents and not found.unchanged
+        records = store.documents().values() if found.skipped or nothing_found else []
+        say_skipped(found.skipped, {str(r.get("source")) for r in records})
         prune = s.ingest.prune and not keep_removed
         # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and not found.skipped and set(found.roots) & {r.get("root") for r in store.documents().values()}
-        if not found.documents and not found.unchanged and not emptied:
+        emptied = prune and not found.skipped and set(found.roots) & {r.get("root") for r in records}
+        if nothing_found and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:

@@ -255,9 +255,9 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
 
         plans: list[tuple[Document, list[Chunk], set[str]]] = []
         records: list[tuple[str, dict[str, Any]]] = []
-        # Chunks of documents without a record: written by a sync interrupted before it wrote the records, and
-        # not embedded again now.
-        unrecorded = _chunk_ids_by_doc(chunks_col, [d.id for d in scan.documents if d.id not in known], max_batch)
+        # The chunks each document has in the store: from its last sync, or from one interrupted before it wrote
+        # the record. Those the new chunking keeps are not embedded again.
+        stored_chunks = _chunk_ids_by_doc(chunks_col, [d.id for d in scan.documents], max_batch)
         for doc in scan.documents:
             record = known.get(doc.id)
             if record and record.get("source") != doc.source and Path(record["source"]).exists():
@@ -273,10 +273,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
                     records.append((doc.id, record | now))
                 continue
             (report.updated if record else report.added).append(doc.id)
-            if record:
-                old_ids = set(chunks_col.get(where={"doc": doc.id}, include=[])["ids"])
-            else:
-                old_ids = unrecorded.get(doc.id, set())
+            old_ids = stored_chunks.get(doc.id, set())
             plans.append((doc, chunk_text(doc.id, doc.text, settings.chunk.size, settings.chunk.overlap), old_ids))
 
         # Embed every new chunk of every changed document in large batches (the embedder's fast path), sorted by
