@@ -140,8 +140,8 @@ def analyse_question(question: str) -> Asked:
         head = _head_noun(words[words.index(m.group(1)) + 1:] if m.group(1) in words else [])
         if m.group(1) == "much" and head and head not in _MONEY:
             return Asked(None, head)  # "how much resistance": an amount in words, not a figure
-        if m.group(1) in ("large", "big"):
-            return Asked("number")  # "how large an area" is answered in its unit ("square kilometers"), not "area"
+        if m.group(1) in ("large", "big"):  # "how large an area" is answered in its unit ("square kilometers")
+            return Asked("measure", "area") if head in _LAND else Asked("number")
         return Asked("number", head)
     if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout|losses|casualties|toll)\b|\bturnout\b", q):
         return Asked("number")
@@ -327,16 +327,23 @@ def _question_owners(asked: Asked, question: str) -> frozenset[str]:
     """Names the question ties its noun to with "of": "the governor of the Belgorod region". A name before the
     noun is left out: in "Which Russian regions" it says what kind of region, not whose."""
     tokens = _TOKEN.findall(question)
-    at = _focus_positions(asked, [t.lower() for t in tokens])
-    return frozenset(_names_at(tokens, [j for i in at if i + 1 < len(tokens) and tokens[i + 1] == "of"
-                                        for j in (i + 2, i + 3)]))
+    return frozenset(_owners_in(tokens, _focus_positions(asked, [t.lower() for t in tokens])))
+
+
+def _owners_in(tokens: Sequence[str], at: Sequence[int]) -> set[str]:
+    """Names tied by "of" to the noun at each of `at` ("the mayor of Castlemere")."""
+    return _names_at(tokens, [j for i in at if i + 1 < len(tokens) and tokens[i + 1] == "of" for j in (i + 2, i + 3)])
 
 
 def _owned_by_another(asked: Asked, question: str, tokens: Sequence[str], near: Sequence[int]) -> bool:
     """The question ties its noun to a name ("the governor of the Belgorod region") and the sentence (its
-    `tokens`) puts another name before it ("Kursk Governor Roman Starovoyt"): another governor, so no answer."""
+    `tokens`) puts another name before it ("Kursk Governor Roman Starovoyt"): another governor, so no answer.
+    When "who" asks for the person in a role, a name after "of" is another owner too ("mayor of Castlemere");
+    after "which villages" it names the villages asked for ("the villages of Kozinka")."""
     owners = _question_owners(asked, question)
     theirs = _names_at(tokens, [i - 1 for i in near])
+    if re.match(r"\W*(who|whom|whose)\b", question, re.I):
+        theirs |= _owners_in(tokens, near)
     return bool(owners and theirs) and not owners & theirs
 
 
@@ -370,10 +377,12 @@ _LENGTHS = frozenset("""metres meters metre meter m km kilometres kilometers kil
 centimeters mm feet foot ft inches inch miles mile yards yard storeys stories floors""".split())
 _DURATIONS = frozenset("""seconds second minutes minute hours hour days day weeks week months month years year
 decades decade centuries century""".split())
+_AREAS = frozenset("square sq km2 km² hectares hectare acres acre".split())
+_LAND = frozenset("area areas territory territories land region zone site space".split())
 _WEIGHTS = frozenset("kg kilograms kilogram kilos grams gram tonnes tonne tons ton pounds lb lbs".split())
 # The units that answer "how tall", "how long", ...: "How wide is the bridge?" is not answered by "four years".
 _UNITS_OF = {"tall": _LENGTHS, "high": _LENGTHS, "deep": _LENGTHS, "wide": _LENGTHS, "far": _LENGTHS,
-             "long": _LENGTHS | _DURATIONS, "heavy": _WEIGHTS}
+             "long": _LENGTHS | _DURATIONS, "heavy": _WEIGHTS, "area": _AREAS}
 
 
 def _unit_spot(low_tokens: Sequence[str], i: int) -> set[str]:
@@ -391,6 +400,19 @@ def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
         return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith("$")]
     focus = asked.focus[:5] if asked.focus else None
     return [i for i, t in enumerate(low_tokens) if focus and t[:5] == focus]
+
+
+_MEASURED = re.compile(r"\bhow (?:tall|high|deep|wide|far|heavy|long|large|big) (?:is|are|was|were) (?:the |a |an )?"
+                       r"([\w' -]+)", re.I)
+
+
+@lru_cache(maxsize=256)
+def measured_thing(question: str) -> str | None:
+    """The common noun whose size is asked ("How tall is the floating crane that lifted it?" -> "crane"); None
+    for a name ("How long is the Harlow Crossing?"): the article may well call it "the bridge"."""
+    m = _MEASURED.search(question)
+    head = _head_noun(m.group(1).split()) if m else None
+    return head.lower() if head and head.islower() else None
 
 
 def names_focus(asked: Asked, sentence: str) -> bool:
@@ -513,7 +535,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     for n, fit, sentence, words, refers_to in sentences.values():
         in_context = f"{refers_to} {sentence}"  # "It stands 46 metres tall" tells of what the sentence before names
         lexical = weighted_overlap(terms, in_context, weigh)
-        typed = type_weight(asked, relation, question, sentence)
+        typed = type_weight(asked, relation, question, sentence, refers_to)
         lead = ""
         if refers_to and typed == W_UNTYPED and asked.kind == "name":  # "Who drew it?" - "He drew ..." after a name
             joined = type_weight(asked, relation, question, in_context)
@@ -534,15 +556,18 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     return sorted(out, key=lambda c: -c.score)
 
 
-def type_weight(asked: Asked, relation: set[str], question: str, text: str) -> float:
+def type_weight(asked: Asked, relation: set[str], question: str, text: str, context: str = "") -> float:
     """How well the sentence fits the kind of answer asked for: holds one next to the asked noun (W_ANCHORED),
-    holds one (W_TYPED), or cannot answer (W_UNTYPED)."""
+    holds one (W_TYPED), or cannot answer (W_UNTYPED). `context` is the sentence its "It" or "They" stands for."""
     if asked.kind == "description":
         return W_ANCHORED if _DESCRIBED.search(text) else -W_ANCHORED  # reports no description
     if asked.kind == "deed":  # "Did Russia succeed in repelling ...": one silent on repelling says neither yes nor no
         return W_ANCHORED - W_TYPED if names_focus(asked, text) else W_TYPED - W_ANCHORED
     if asked.kind and not has_answer_of_type(asked, text, question):
         return W_UNTYPED
+    thing = measured_thing(question) if asked.kind == "measure" else None
+    if thing and stem(thing) not in content_stems(f"{context} {text}"):
+        return W_UNTYPED  # "How tall is the crane?" - "Its pylon stands 96 metres tall" measures another thing
     if asked.kind in ("name", "place", "number") and relation and not relation & content_stems(text):
         return W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
     if asked.kind:

@@ -25,6 +25,7 @@ from rag.answer import (
     has_answer_of_type,
     is_statement,
     names_focus,
+    measured_thing,
     pack,
     question_parts,
     relation_terms,
@@ -828,9 +829,11 @@ def test_headlines_and_captions_are_not_statements(sentence: str, statement: boo
 
 def test_dates_are_not_quantities() -> None:
     asked = analyse_question("How large an area did the fighting cover?")
-    assert asked == Asked("number")  # measured in its unit, not in "areas"
+    assert asked == Asked("measure", "area")  # measured in its unit, not in "areas"
     assert not has_answer_of_type(asked, "On 23 May 2023 the fighting spread.", "How large an area?")
     assert has_answer_of_type(asked, "It covered hundreds of square kilometers.", "How large an area?")
+    assert not has_answer_of_type(asked, "It involved hundreds of fighters.", "How large an area?")  # a count
+    assert analyse_question("How large was the crowd?") == Asked("number")
 
 
 def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
@@ -848,6 +851,21 @@ def test_a_figure_beside_the_asked_measure_beats_another_figure_in_its_unit() ->
     passages = passages_from_text("a.txt", "The Harlow Crossing opened to traffic four years after construction "
                                            "began. The bridge is 412 metres long and carries two lanes.")
     assert "412 metres long" in scored_sentences("How long is the Harlow Crossing?", passages)[0].text
+
+
+def test_a_measure_of_another_thing_is_no_answer() -> None:
+    passages = passages_from_text("a.txt", "The bridge has a single pylon. Its pylon stands 96 metres tall. A floating "
+                                           "crane lifted the deck into place.")
+    assert all(c.score < 0 for c in scored_sentences("How tall is the floating crane?", passages))
+    assert "96 metres" in scored_sentences("How tall is the pylon of the bridge?", passages)[0].text
+    # a name may be called otherwise ("the bridge"), so a named thing need not be repeated
+    assert measured_thing("How long is the Harlow Crossing?") is None
+
+
+def test_who_holds_a_role_of_another_place_is_no_answer() -> None:
+    q = "Who is the mayor of Dunmore?"
+    assert not has_answer_of_type(analyse_question(q), "Eleanor Pryce was re-elected mayor of Castlemere.", q)
+    assert has_answer_of_type(analyse_question(q), "Eleanor Pryce was re-elected mayor of Dunmore.", q)
 
 
 def test_a_sentence_opening_with_a_pronoun_shares_the_words_of_the_one_before() -> None:
