@@ -149,7 +149,10 @@ def analyse_question(question: str) -> Asked:
         return Asked("description")
     if re.match(r"(who|whom|whose)\b", q):
         # "Who is the governor of Belgorod": a name next to "governor", and Belgorod's, not Kursk's
-        m = re.match(r"who (is|was|are|were) (the |a |an )?([\w' -]+?) (of|for|at|in)\b", q)
+        # "Who will become chairman?": a name next to "chairman"
+        m = (re.match(r"who (is|was|are|were) (the |a |an )?([\w' -]+?) (of|for|at|in)\b", q)
+             or re.match(r"who (will become|would become|becomes|became) (the |a |an )?([\w' -]+?)"
+                         r"( (of|for|at|in)\b|\W*$)", q))
         return Asked("name", _head_noun(m.group(3).split()) if m else None)
     if re.match(r"(from |to )?where\b", q):
         return Asked("place")
@@ -510,6 +513,13 @@ def event_weights(question: str, passages: Sequence[Passage]) -> list[float]:
 
 
 _OPENS_WITH_PRONOUN = re.compile(r"\W*(It|Its|They|Their|He|His|She|Her)\b")
+_PRONOUN_SPEAKER = re.compile(r"[\"”]\s+(he|she|they)\b")  # '"We built a bridge to nowhere," he said'
+
+
+def points_back(sentence: str) -> bool:
+    """Does the sentence speak of someone or something only the sentence before names ("It stands 46 metres
+    tall", '"...," he said')?"""
+    return bool(_OPENS_WITH_PRONOUN.match(sentence) or _PRONOUN_SPEAKER.search(sentence))
 
 
 def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
@@ -527,7 +537,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         for s, e in sentence_spans(p.text):
             sentence, words = p.text[s:e], content_words(p.text[s:e])
             if len(words) >= 3 and is_statement(sentence) and (p.doc, p.start + s) not in sentences:
-                refers_to = before if _OPENS_WITH_PRONOUN.match(sentence) else ""
+                refers_to = before if points_back(sentence) else ""
                 sentences[(p.doc, p.start + s)] = (n, fit, sentence, words, refers_to)
             before = sentence
     weigh = sharpened_idf(idf, [t[2] for t in sentences.values()])
@@ -537,7 +547,8 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         lexical = weighted_overlap(terms, in_context, weigh)
         typed = type_weight(asked, relation, question, sentence, refers_to)
         lead = ""
-        if refers_to and typed == W_UNTYPED and asked.kind == "name":  # "Who drew it?" - "He drew ..." after a name
+        # "Who drew it?" - "He drew ..." after a name; "What did Okafor say?" - '"...," he said' after Okafor
+        if refers_to and typed == W_UNTYPED and asked.kind in ("name", "speech"):
             joined = type_weight(asked, relation, question, in_context)
             typed, lead = (joined, refers_to) if joined > typed else (typed, "")
         # An answer adds something to the question: a sentence made only of the question's words does not.

@@ -304,6 +304,24 @@ def test_a_name_in_the_sentence_before_answers_who_for_its_pronoun() -> None:
     assert_citations_verify(answer, {"a.txt": text})
 
 
+def test_a_quote_given_to_he_is_the_words_of_the_speaker_named_before() -> None:
+    text = ("Okafor argued that the money should have been spent on housing. \"We built a bridge to nowhere,\" he "
+            "said during the final debate. The mayor thanked the voters.")
+    answer = extractive_over("a.txt", text).ask("What did Okafor say during the final debate?")
+    # the quote and the sentence that says whose it is, each cited
+    assert [c.quote for c in answer.citations] == ["Okafor argued that the money should have been spent on housing.",
+                                                   "\"We built a bridge to nowhere,\" he said during the final debate."]
+    assert_citations_verify(answer, {"a.txt": text})
+
+
+def test_who_will_become_asks_for_the_name_beside_the_role() -> None:
+    assert analyse_question("Who will become chairman of the merged group?") == Asked("name", "chairman")
+    text = ("Brannock's chief executive, Fiona Achterberg, will lead the merged group. Halvorsen's founder, Erik "
+            "Halvorsen, will become chairman.")
+    scored = scored_sentences("Who will become chairman of the merged group?", passages_from_text("a.txt", text))
+    assert "Erik Halvorsen" in scored[0].text
+
+
 def test_extractive_cites_whole_sentences_of_hard_wrapped_text() -> None:
     wrapped = "\n\n".join(textwrap.fill(p, 60) for p in DOC_A.split("\n\n"))  # as a plain-text mail wraps it
     chain = extractive_over("004.txt", wrapped)
