@@ -500,11 +500,22 @@ W_TYPED, W_ANCHORED, W_UNTYPED = 0.05, 0.15, -1.0
 W_EVENT_FIT, W_EVENT_MISFIT, W_EVENT_UNDATED = 0.1, 0.3, 0.05
 
 
+def _years(text: str) -> set[str]:
+    return set(re.findall(r"\b(19\d\d|20\d\d)\b", text))
+
+
+def sentence_event_weight(question: str, sentence: str) -> float:
+    """A sentence that dates itself in years the question does not name tells of another event ("re-elected on
+    5 May 2023" does not answer "How many votes did she win in 2019?")."""
+    asked, told = _years(question), _years(sentence)
+    return -W_EVENT_MISFIT if asked and told and not asked & told else 0.0
+
+
 def event_weights(question: str, passages: Sequence[Passage]) -> list[float]:
     """Per passage, how its article's date fits the year the question names: 'the May 2023 incursion' should not
     be answered from a 2024 article, and an undated article yields a little to one dated in 2023. Zero when the
     question names no year."""
-    years = set(re.findall(r"\b(19\d\d|20\d\d)\b", question))
+    years = _years(question)
     if not years:
         return [0.0] * len(passages)
     fits = [p.date[:4] in years if p.date else None for p in passages]
@@ -542,7 +553,8 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
             before = sentence
     weigh = sharpened_idf(idf, [t[2] for t in sentences.values()])
     pool = []
-    for n, fit, sentence, words, refers_to in sentences.values():
+    for n, article_fit, sentence, words, refers_to in sentences.values():
+        fit = article_fit + sentence_event_weight(question, sentence)
         in_context = f"{refers_to} {sentence}"  # "It stands 46 metres tall" tells of what the sentence before names
         lexical = weighted_overlap(terms, in_context, weigh)
         typed = type_weight(asked, relation, question, sentence, refers_to)

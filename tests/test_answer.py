@@ -906,6 +906,12 @@ def test_an_article_dated_in_the_asked_year_beats_an_undated_one() -> None:
     assert alone[0].score > scored[1].score  # undated costs only when a dated article fits the question
 
 
+def test_a_sentence_dated_in_another_year_tells_of_another_event() -> None:
+    text = "Pryce won 9,874 votes on 5 May 2023. Four years earlier, in 2019, she won 8,120 votes."
+    scored = scored_sentences("How many votes did Pryce win in 2019?", passages_from_text("a.txt", text))
+    assert "8,120" in scored[0].text and "9,874" in scored[1].text
+
+
 def test_how_they_described_it_is_answered_by_a_description() -> None:
     passages = passages_from_text("a.txt", "Two Russian groups crossed into the Belgorod region and fought there. "
                                            "The Kremlin called the fighters a sabotage group.")
