@@ -627,6 +627,34 @@ def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_re
     return chosen
 
 
+def figures_by_unit(sentence: str) -> dict[str, frozenset[str]]:
+    """The sentence's figures by the word after them: {"metres": {"412"}}, {"million": {"48", "30"}}."""
+    low = [t.lower() for t in _TOKEN.findall(sentence)]
+    found: dict[str, set[str]] = {}
+    for i, t in enumerate(low[:-1]):
+        if any(ch.isdigit() for ch in t) and not _in_date(low, i) and low[i + 1] not in STOPWORDS:
+            found.setdefault(low[i + 1], set()).add(t)
+    return {unit: frozenset(values) for unit, values in found.items()}
+
+
+def differing_figures(chosen: Sequence[Candidate], candidates: Sequence[Candidate], passages: Sequence[Passage],
+                      min_relevance: float) -> list[Candidate]:
+    """Answers from other articles that would pass on their own and give another figure in the same unit ("430
+    metres long" beside "412 metres long"): where the sources disagree, the reader sees both."""
+    docs = {passages[c.passage - 1].doc for c in chosen}
+    given = figures_by_unit(chosen[0].text)
+    out: list[Candidate] = []
+    for c in candidates:
+        if c.score < min_relevance:
+            break
+        theirs = figures_by_unit(c.text)
+        doc = passages[c.passage - 1].doc
+        if doc not in docs and any(theirs[u] != given[u] for u in theirs.keys() & given.keys()):
+            out.append(c)
+            docs.add(doc)
+    return out
+
+
 _SECOND_ASK = re.compile(r",? and (how|what|which|who|whom|when|where|why)\b", re.I)
 
 
@@ -648,8 +676,10 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
     chosen: list[Candidate] = []
     for part in parts:
         vector = q_vec if part == question else embedder.embed_query(part)
-        best = select_sentences(score_sentences(part, vector, passages, embedder, idf), per_part,
-                                settings.min_relevance, settings.margin)
+        scored = score_sentences(part, vector, passages, embedder, idf)
+        best = select_sentences(scored, per_part, settings.min_relevance, settings.margin)
+        if best and analyse_question(part).kind in ("number", "measure"):
+            best += differing_figures(best, scored, passages, settings.min_relevance)
         chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once
     if not chosen:
         return CANNOT_ANSWER

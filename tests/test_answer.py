@@ -22,6 +22,7 @@ from rag.answer import (
     Candidate,
     analyse_question,
     answer_words,
+    figures_by_unit,
     has_answer_of_type,
     is_statement,
     measured_thing,
@@ -312,6 +313,22 @@ def test_a_quote_given_to_he_is_the_words_of_the_speaker_named_before() -> None:
     assert [c.quote for c in answer.citations] == ["Okafor argued that the money should have been spent on housing.",
                                                    "\"We built a bridge to nowhere,\" he said during the final debate."]
     assert_citations_verify(answer, {"a.txt": text})
+
+
+def test_another_article_giving_another_figure_is_shown_beside_the_best() -> None:
+    opening = "The bridge is 412 metres long and carries two lanes. The mayor cut the ribbon."
+    election = "The bridge, which is 430 metres long, opened in March. Turnout was 41 per cent."
+    club = "The club's new stand is 80 metres long."
+    passages = [*passages_from_text("opening.txt", opening), *passages_from_text("election.txt", election),
+                *passages_from_text("club.txt", club)]
+    chain = AnswerChain(FakeRetriever(passages, FakeEmbedder(), rank=True), AnswerSettings(min_relevance=0.2),
+                        backend="extractive")
+    answer = chain.ask("How long is the bridge?")
+    # both articles' lengths, each cited; the stand (another thing) does not answer on its own
+    assert sorted(c.doc for c in answer.citations) == ["election.txt", "opening.txt"]
+    assert "412 metres" in answer.text and "430 metres" in answer.text
+    assert figures_by_unit("It cost £48 million, of which the fund paid £30 million on 3 May 2023.") == {
+        "million": frozenset({"48", "30"})}
 
 
 def test_who_will_become_asks_for_the_name_beside_the_role() -> None:
