@@ -130,11 +130,14 @@ def ingest(
     say_skipped(report.skipped[len(found.skipped):], set())  # found only when compared with the store
     if as_json:
         out.print_json(json.dumps(report.to_json()))
-        return
-    ignored = f", ignored {report.ignored} of other types" if report.ignored else ""
-    out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
-              f"removed {len(report.removed)}, skipped {len(report.skipped)}{ignored}; "
-              f"embedded {report.embedded} chunks; store holds {report.chunks} chunks in {store.where}")
+    else:
+        ignored = f", ignored {report.ignored} of other types" if report.ignored else ""
+        out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
+                  f"removed {len(report.removed)}, skipped {len(report.skipped)}{ignored}; "
+                  f"embedded {report.embedded} chunks; store holds {report.chunks} chunks in {store.where}")
+    if report.skipped:  # bad input: a script or CI job must notice, though the good files are stored
+        n = len(report.skipped)
+        raise fail(f"{n} file{'s' if n > 1 else ''} skipped (named above); every other file is stored")
 
 
 def say_skipped(skips: Iterable[Skip], stored_sources: set[str]) -> None:

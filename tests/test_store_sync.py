@@ -47,9 +47,10 @@ def rag(home: Path, *args: str, **env: str | None) -> Result:
     return runner.invoke(app, ["--home", str(home), *args], env=env)
 
 
-def ingest(home: Path, *paths: Path | str, flags: tuple[str, ...] = (), **env: str | None) -> dict[str, Any]:
+def ingest(home: Path, *paths: Path | str, flags: tuple[str, ...] = (), expect_exit: int = 0,
+           **env: str | None) -> dict[str, Any]:
     result = rag(home, "ingest", "--json", *flags, *map(str, paths), **env)
-    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert result.exit_code == expect_exit, (result.stdout, result.stderr, result.exception)
     return json.loads(result.stdout)
 
 
@@ -296,7 +297,9 @@ def test_bad_files_are_reported_and_the_others_stay(seed_corpus: Path, tmp_path:
     (seed_corpus / "empty.md").write_bytes(b"")
     (seed_corpus / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"A Latin-1 file name.\n")
     result = rag(home, "ingest", "--json", str(seed_corpus))
-    assert result.exit_code == 0, result.output
+    # bad input exits 2, after storing what was good and printing the summary
+    assert result.exit_code == 2, result.output
+    assert "error: 4 files skipped (named above); every other file is stored" in result.stderr
     summary = json.loads(result.stdout)
     skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
     assert skipped == {
@@ -313,8 +316,11 @@ def test_bad_files_are_reported_and_the_others_stay(seed_corpus: Path, tmp_path:
 
 def test_bad_new_file_beside_good_new_files_on_first_ingest(seed_corpus: Path, tmp_path: Path) -> None:
     (seed_corpus / "big.txt").write_text("Too big. " * 20_000)  # 180 kB, over a 0.1 MB limit
-    summary = ingest(tmp_path / "home", seed_corpus, RAG_INGEST__MAX_FILE_MB="0.1")
-    assert sorted(summary["added"]) == SEEDS
+    result = rag(tmp_path / "home", "ingest", str(seed_corpus), RAG_INGEST__MAX_FILE_MB="0.1")
+    assert result.exit_code == 2 and result.stdout.startswith("added 5, updated 0, unchanged 0, removed 0, skipped 1;")
+    assert "error: 1 file skipped (named above)" in result.stderr
+    summary = ingest(tmp_path / "home", seed_corpus, RAG_INGEST__MAX_FILE_MB="0.1", expect_exit=2)
+    assert summary["unchanged"] == SEEDS and summary["added"] == []
     (skip,) = summary["skipped"]
     assert skip["path"] == str(seed_corpus / "big.txt") and "over the 0.1 MB limit" in skip["reason"]
 
@@ -330,7 +336,7 @@ def test_stored_file_that_becomes_unreadable_keeps_its_chunks(seed_corpus: Path,
     victim.write_bytes(damage)
     result = rag(home, "ingest", "--json", str(seed_corpus))
     summary = json.loads(result.stdout)
-    assert [s["path"] for s in summary["skipped"]] == [str(victim)]
+    assert result.exit_code == 2 and [s["path"] for s in summary["skipped"]] == [str(victim)]
     assert "the version ingested before stays in the store" in result.stderr
     assert summary["removed"] == [] and summary["updated"] == []
     assert summary["chunks"] == first["chunks"]
