@@ -627,13 +627,30 @@ def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_re
     return chosen
 
 
+_UNIT_LEADS = frozenset("per square cubic".split())  # "41 per cent", "300 square metres": a unit of two words
+
+
+def stated_figures(sentence: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(unit, figure, the words about it) for each figure in digits and the unit after it: "The bridge is 412
+    metres long" -> ("metres", "412", ("bridge", "long")); "at a cost of £52 million" -> ("million", "52",
+    ("cost",)). Dates are no figures."""
+    low = [t.lower() for t in _TOKEN.findall(sentence)]
+    out = []
+    for i, t in enumerate(low[:-1]):
+        if not any(ch.isdigit() for ch in t) or _in_date(low, i) or low[i + 1] in STOPWORDS:
+            continue
+        width = 2 if low[i + 1] in _UNIT_LEADS and i + 2 < len(low) else 1
+        around = [w for w in low[max(0, i - 3):i] + low[i + 1 + width:i + 2 + width]
+                  if w not in STOPWORDS and w.isalpha()]
+        out.append((" ".join(low[i + 1:i + 1 + width]), t, tuple(around)))
+    return out
+
+
 def figures_by_unit(sentence: str) -> dict[str, frozenset[str]]:
     """The sentence's figures by the word after them: {"metres": {"412"}}, {"million": {"48", "30"}}."""
-    low = [t.lower() for t in _TOKEN.findall(sentence)]
     found: dict[str, set[str]] = {}
-    for i, t in enumerate(low[:-1]):
-        if any(ch.isdigit() for ch in t) and not _in_date(low, i) and low[i + 1] not in STOPWORDS:
-            found.setdefault(low[i + 1], set()).add(t)
+    for unit, figure, _ in stated_figures(sentence):
+        found.setdefault(unit, set()).add(figure)
     return {unit: frozenset(values) for unit, values in found.items()}
 
 

@@ -31,9 +31,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag.answer import embed_cached, is_statement, pack, render_passages
+from rag.answer import embed_cached, is_statement, pack, render_passages, stated_figures
 from rag.chunk import as_prose, sentence_spans
-from rag.cite import attach_marker, content_words, overlap, parse_claims, verify
+from rag.cite import attach_marker, content_words, overlap, parse_claims, stem, verify
 from rag.events import group_events, parse_date
 from rag.lexical import words as lexical_words
 from rag.types import Citation, Passage
@@ -558,6 +558,37 @@ def find_disagreements(material: Material, pool: Sequence[Candidate], embedder: 
     return out
 
 
+ACROSS_EVENTS = "Across events"
+
+
+def figure_disputes(material: Material, pool: Sequence[Candidate], max_claims: int = 3
+                    ) -> list[tuple[str, str, list[Candidate]]]:
+    """Documents that state different figures in the same unit about the same thing ("412 metres long" and "430
+    metres long"; "cost £48 million" and "at a cost of £52 million"): (label, event heading, claims). The thing is
+    a word beside the figure that both use; a figure about something else ("sold for £340 million") is no match."""
+    # (unit, stem of a word about the figure) -> document -> (its best sentence stating one, the figures it states)
+    by_key: dict[tuple[str, str], dict[str, tuple[Candidate, frozenset[str]]]] = defaultdict(dict)
+    for c in sorted(pool, key=lambda c: (-c.score, c.doc, c.start)):
+        for unit, figure, about in stated_figures(c.text):
+            for word in about:
+                said = by_key[(unit, stem(word))]
+                if c.doc not in said or said[c.doc][0] is c:  # the document's best sentence speaks for it
+                    said[c.doc] = (c, said.get(c.doc, (c, frozenset()))[1] | {figure})
+    out: list[tuple[str, str, list[Candidate]]] = []
+    shown: set[frozenset[tuple[str, int, int]]] = set()
+    for (unit, _), said in sorted(by_key.items()):
+        claims = sorted([c for c, _ in said.values()][:max_claims],
+                        key=lambda c: (_doc_day(material, c.doc), c.doc, c.start))
+        figures = [said[c.doc][1] for c in claims]
+        keys = frozenset(c.key for c in claims)
+        if len(claims) >= 2 and keys not in shown and len(set(figures)) > 1:
+            shown.add(keys)
+            events = {material.event_of.get(c.doc, 0) for c in claims}
+            heading = material.events[events.pop()].heading if len(events) == 1 and material.events else ACROSS_EVENTS
+            out.append((" vs ".join(", ".join(sorted(f)) for f in figures) + f" {unit}", heading, claims))
+    return out
+
+
 _WHEN = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December|"
                    r"Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|\d{4})\b")
 _WHERE = re.compile(r"\b(region|regions|oblast|province|city|village|town|border)\b", re.I)
@@ -613,7 +644,10 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
                 draft.overview.append(claim(c))
     # Disagreements: claims side by side. Sections leave these sentences to them (the overview may repeat one,
     # with the same number).
-    disputes = find_disagreements(material, pool, embedder)
+    disputes = [(probe.label, material.events[ei].heading, claims)
+                for probe, ei, claims in find_disagreements(material, pool, embedder)]
+    disputes += [d for d in figure_disputes(material, pool) if {c.key for c in d[2]} not in
+                 [{c.key for c in claims} for _, _, claims in disputes]]
     disputed = {c.key for _, _, claims in disputes for c in claims}
     # Sections: one per event, points grouped by aspect.
     top = max(c.score for c in pool)
@@ -645,8 +679,8 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
             continue
         heading = event.heading or ("Key points" if n_events == 1 else "Other coverage (undated)")
         draft.sections.append((heading, [(*claim(c), aspect_label[c.aspect]) for c in points]))
-    for probe, ei, claims in disputes:
-        draft.disagreements.append((probe.label, material.events[ei].heading, [claim(c) for c in claims]))
+    for label, heading, claims in disputes:
+        draft.disagreements.append((label, heading, [claim(c) for c in claims]))
     return draft
 
 

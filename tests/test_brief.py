@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
@@ -324,6 +325,30 @@ def test_undated_documents_join_the_event_they_resemble() -> None:
     # dates close together are one event; far apart, two
     close = group_events(["p", "q"], {"p": "2024-03-12", "q": "2024-03-15"}, {"p": "x y z", "q": "x y w"})
     assert close == [(["p", "q"], "2024-03-12")]
+
+
+def test_different_figures_for_the_same_thing_are_a_disagreement() -> None:
+    sentences = {
+        "opening.txt": ["The bridge is 412 metres long and carries two lanes.",
+                        "The crossing cost £48 million, of which the fund paid £30 million."],
+        "election.txt": ["The bridge, which is 430 metres long, opened at a cost of £52 million.",
+                         "Turnout was 41 per cent."],
+        "merger.txt": ["The company sold its housing division for £340 million.",
+                       "Shareholders will own 45 per cent of the group."],
+    }
+    pool = []
+    for doc, texts in sentences.items():
+        for i, text in enumerate(texts):
+            passage = Passage(doc=doc, text=text, start=0, end=len(text), chunk_id=f"{doc}:{i}")
+            pool.append(B.Candidate(doc, 0, len(text), text, passage, np.zeros(3), score=1.0 - i / 10))
+    dates = {"opening.txt": "2023-03-14", "election.txt": "2023-05-05", "merger.txt": "2023-10-18"}
+    events = [B.Event(f"{doc} events", day, (doc,)) for doc, day in dates.items()]
+    material = B.Material("bridge", np.zeros(3), [c.passage for c in pool], events,
+                          {doc: i for i, doc in enumerate(dates)}, {}, dates)
+    found = {label: (event, [c.doc for c in claims]) for label, event, claims in B.figure_disputes(material, pool)}
+    # the length and the cost differ; the housing sale and the shares speak of other things
+    assert found == {"412 vs 430 metres": (B.ACROSS_EVENTS, ["opening.txt", "election.txt"]),
+                     "48 vs 52 million": (B.ACROSS_EVENTS, ["opening.txt", "election.txt"])}
 
 
 def test_event_heading_names_month_noun_and_places() -> None:
