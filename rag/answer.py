@@ -628,21 +628,29 @@ def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_re
 
 
 _UNIT_LEADS = frozenset("per square cubic".split())  # "41 per cent", "300 square metres": a unit of two words
+_SCALES = frozenset("thousand million billion trillion m bn k".split())
+_FIGURE_TOKEN = re.compile(r"[£$€]|\d(?:[\d,]*\d)?(?:\.\d+)?|[A-Za-z]+")  # "£", "180,000", "3.5", "hectare"
 
 
 def stated_figures(sentence: str) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(unit, figure, the words about it) for each figure in digits and the unit after it: "The bridge is 412
-    metres long" -> ("metres", "412", ("bridge", "long")); "at a cost of £52 million" -> ("million", "52",
-    ("cost",)). Dates are no figures."""
-    low = [t.lower() for t in _TOKEN.findall(sentence)]
+    """(unit, figure, the words about it) for each figure in digits with a unit: "The bridge is 412 metres long"
+    -> ("metres", "412", ("bridge", "long")); "at a cost of £52 million" -> ("£ million", "52", ("cost",));
+    "a 3.5-hectare site" -> ("hectare", "3.5", ("site",)). Dates are no figures."""
+    low = [t.lower() for t in _FIGURE_TOKEN.findall(sentence)]
     out = []
-    for i, t in enumerate(low[:-1]):
-        if not any(ch.isdigit() for ch in t) or _in_date(low, i) or low[i + 1] in STOPWORDS:
+    for i, t in enumerate(low):
+        if not t[0].isdigit() or _in_date(low, i):
             continue
-        width = 2 if low[i + 1] in _UNIT_LEADS and i + 2 < len(low) else 1
-        around = [w for w in low[max(0, i - 3):i] + low[i + 1 + width:i + 2 + width]
-                  if w not in STOPWORDS and w.isalpha()]
-        out.append((" ".join(low[i + 1:i + 1 + width]), t, tuple(around)))
+        if i > 0 and low[i - 1] in "£$€":
+            width = 1 + (i + 1 < len(low) and low[i + 1] in _SCALES)
+            unit, before = " ".join([low[i - 1], *low[i + 1:i + width]]), low[max(0, i - 4):i - 1]
+        elif i + 1 < len(low) and low[i + 1].isalpha() and low[i + 1] not in STOPWORDS:
+            width = 1 + (low[i + 1] in _UNIT_LEADS and i + 2 < len(low))
+            unit, before = " ".join(low[i + 1:i + 1 + width]), low[max(0, i - 3):i]
+        else:
+            continue  # "in 28 days" has a unit; "£35,000 in costs" its currency; "the 12th" none
+        after = low[i + width:i + width + 1] if unit[0] in "£$€" else low[i + 1 + width:i + 2 + width]
+        out.append((unit, t, tuple(w for w in before + after if w.isalpha() and w not in STOPWORDS)))
     return out
 
 

@@ -27,6 +27,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import combinations
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -561,32 +562,31 @@ def find_disagreements(material: Material, pool: Sequence[Candidate], embedder: 
 ACROSS_EVENTS = "Across events"
 
 
-def figure_disputes(material: Material, pool: Sequence[Candidate], max_claims: int = 3
-                    ) -> list[tuple[str, str, list[Candidate]]]:
-    """Documents that state different figures in the same unit about the same thing ("412 metres long" and "430
-    metres long"; "cost £48 million" and "at a cost of £52 million"): (label, event heading, claims). The thing is
-    a word beside the figure that both use; a figure about something else ("sold for £340 million") is no match."""
-    # (unit, stem of a word about the figure) -> document -> (its best sentence stating one, the figures it states)
-    by_key: dict[tuple[str, str], dict[str, tuple[Candidate, frozenset[str]]]] = defaultdict(dict)
-    for c in sorted(pool, key=lambda c: (-c.score, c.doc, c.start)):
-        for unit, figure, about in stated_figures(c.text):
-            for word in about:
-                said = by_key[(unit, stem(word))]
-                if c.doc not in said or said[c.doc][0] is c:  # the document's best sentence speaks for it
-                    said[c.doc] = (c, said.get(c.doc, (c, frozenset()))[1] | {figure})
+def figure_disputes(material: Material, pool: Sequence[Candidate]) -> list[tuple[str, str, list[Candidate]]]:
+    """Pairs of documents that state different figures in the same unit about the same thing ("The bridge is 412
+    metres long", "The bridge, which is 430 metres long"): (label, event heading, the two claims). The same thing:
+    two words beside the figures that both use ("bridge", "long"). "Expected to cost £14 million" (a barrier) and
+    "which cost £48 million" (a building) share one: no dispute, though it leaves some true ones unseen."""
+    facts = [(c, unit, figure, {stem(w) for w in about}) for c in sorted(pool, key=lambda c: (-c.score, c.doc, c.start))
+             for unit, figure, about in stated_figures(c.text)]
     out: list[tuple[str, str, list[Candidate]]] = []
-    shown: set[frozenset[tuple[str, int, int]]] = set()
-    for (unit, _), said in sorted(by_key.items()):
-        claims = sorted([c for c, _ in said.values()][:max_claims],
-                        key=lambda c: (_doc_day(material, c.doc), c.doc, c.start))
-        figures = [said[c.doc][1] for c in claims]
-        keys = frozenset(c.key for c in claims)
-        if len(claims) >= 2 and keys not in shown and len(set(figures)) > 1:
-            shown.add(keys)
-            events = {material.event_of.get(c.doc, 0) for c in claims}
-            heading = material.events[events.pop()].heading if len(events) == 1 and material.events else ACROSS_EVENTS
-            out.append((" vs ".join(", ".join(sorted(f)) for f in figures) + f" {unit}", heading, claims))
+    paired: set[frozenset[str]] = set()  # one dispute per unit and pair of documents: their best sentences
+    for (a, unit, fa, about_a), (b, unit_b, fb, about_b) in combinations(facts, 2):
+        docs = frozenset((a.doc, b.doc, unit))
+        if a.doc == b.doc or unit != unit_b or fa == fb or len(about_a & about_b) < 2 or docs in paired:
+            continue
+        paired.add(docs)
+        claims = sorted([(a, fa), (b, fb)], key=lambda t: (_doc_day(material, t[0].doc), t[0].doc, t[0].start))
+        events = {material.event_of.get(c.doc, 0) for c, _ in claims}
+        heading = material.events[events.pop()].heading if len(events) == 1 and material.events else ACROSS_EVENTS
+        out.append((" vs ".join(_figure_text(unit, f) for _, f in claims), heading, [c for c, _ in claims]))
     return out
+
+
+def _figure_text(unit: str, figure: str) -> str:
+    """("£ million", "48") -> "£48 million"; ("metres", "412") -> "412 metres"."""
+    first, *rest = unit.split()
+    return " ".join([first + figure, *rest]) if first in "£$€" else f"{figure} {unit}"
 
 
 _WHEN = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December|"

@@ -328,7 +328,7 @@ def test_another_article_giving_another_figure_is_shown_beside_the_best() -> Non
     assert sorted(c.doc for c in answer.citations) == ["election.txt", "opening.txt"]
     assert "412 metres" in answer.text and "430 metres" in answer.text
     assert figures_by_unit("It cost £48 million, of which the fund paid £30 million on 3 May 2023.") == {
-        "million": frozenset({"48", "30"})}
+        "£ million": frozenset({"48", "30"})}
 
 
 def test_who_will_become_asks_for_the_name_beside_the_role() -> None:

@@ -330,10 +330,10 @@ def test_undated_documents_join_the_event_they_resemble() -> None:
 def test_different_figures_for_the_same_thing_are_a_disagreement() -> None:
     sentences = {
         "opening.txt": ["The bridge is 412 metres long and carries two lanes.",
-                        "The crossing cost £48 million, of which the fund paid £30 million."],
-        "election.txt": ["The bridge, which is 430 metres long, opened at a cost of £52 million.",
+                        "The building, which cost £48 million, has 120 beds."],
+        "election.txt": ["The bridge, which is 430 metres long, opened in March.",
                          "Turnout was 41 per cent."],
-        "merger.txt": ["The company sold its housing division for £340 million.",
+        "merger.txt": ["The proposed barrier is expected to cost £14 million.",
                        "Shareholders will own 45 per cent of the group."],
     }
     pool = []
@@ -346,9 +346,9 @@ def test_different_figures_for_the_same_thing_are_a_disagreement() -> None:
     material = B.Material("bridge", np.zeros(3), [c.passage for c in pool], events,
                           {doc: i for i, doc in enumerate(dates)}, {}, dates)
     found = {label: (event, [c.doc for c in claims]) for label, event, claims in B.figure_disputes(material, pool)}
-    # the length and the cost differ; the housing sale and the shares speak of other things
-    assert found == {"412 vs 430 metres": (B.ACROSS_EVENTS, ["opening.txt", "election.txt"]),
-                     "48 vs 52 million": (B.ACROSS_EVENTS, ["opening.txt", "election.txt"])}
+    # the bridge's length differs; the barrier's and the building's costs, and turnout and shares, are other things
+    assert found == {"412 metres vs 430 metres": (B.ACROSS_EVENTS, ["opening.txt", "election.txt"])}
+    assert B._figure_text("£ million", "48") == "£48 million"
 
 
 def test_event_heading_names_month_noun_and_places() -> None:
