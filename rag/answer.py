@@ -273,6 +273,12 @@ def _close(low_tokens: Sequence[str], these: Sequence[int], those: Sequence[int]
     return any(abs(place[i] - place[j]) <= reach for i in these for j in those)
 
 
+def _names(speaker: str | None, text: str) -> bool:
+    """Does the text name the speaker ("Brennan" in "the managing director, Mr Tom Brennan, apologised")?"""
+    stems = {w[:5] for w in re.findall(r"[\w'-]+", text.lower())}
+    return bool(speaker) and all(w[:5] in stems for w in (speaker or "").split() if w not in STOPWORDS)
+
+
 def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
     """A word of the speaker's name within three content words of a verb of saying: "NATO said", "according to
     the Kremlin", "the Legion's statement". A sentence that only names the speaker ("defiance against Putin's
@@ -562,6 +568,8 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         # "Who drew it?" - "He drew ..." after a name; "What did Okafor say?" - '"...," he said' after Okafor
         if refers_to and typed == W_UNTYPED and asked.kind in ("name", "speech"):
             joined = type_weight(asked, relation, question, in_context)
+            if asked.kind == "speech" and _PRONOUN_SPEAKER.search(sentence) and _names(asked.focus, refers_to):
+                joined = max(joined, W_TYPED)  # "Mr Tom Brennan apologised. '...,' he said": Brennan's words
             typed, lead = (joined, refers_to) if joined > typed else (typed, "")
         # An answer adds something to the question: a sentence made only of the question's words does not.
         novelty = sum(stem(w) not in term_stems for w in words) / len(words)

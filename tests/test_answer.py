@@ -331,6 +331,15 @@ def test_another_article_giving_another_figure_is_shown_beside_the_best() -> Non
         "£ million": frozenset({"48", "30"})}
 
 
+def test_a_quote_given_to_he_after_the_speaker_is_named_without_a_saying_verb() -> None:
+    text = ("Outside court, the managing director, Mr Tom Brennan, apologised to the family. \"We let Liam down,\" he "
+            "said. The judge left.")
+    answer = extractive_over("a.txt", text).ask("What did Tom Brennan say outside court?")
+    assert [c.quote for c in answer.citations] == [
+        "Outside court, the managing director, Mr Tom Brennan, apologised to the family.",
+        "\"We let Liam down,\" he said."]
+
+
 def test_who_will_become_asks_for_the_name_beside_the_role() -> None:
     assert analyse_question("Who will become chairman of the merged group?") == Asked("name", "chairman")
     text = ("Brannock's chief executive, Fiona Achterberg, will lead the merged group. Halvorsen's founder, Erik "
