@@ -184,6 +184,7 @@ _SAYING = frozenset(stem(w) for w in "say said tell told write wrote claim state
                     "promise threaten dismiss add comment respond reply post tweet quote according".split())
 _DETERMINERS = frozenset("the a an its their his her this that these those".split())
 _PRONOUNS = frozenset("it they he she anyone anybody someone".split())
+_SPEAKER_PRONOUNS = ("he", "she", "they")
 
 
 def yes_no_deed(question: str) -> str | None:
@@ -273,12 +274,6 @@ def _close(low_tokens: Sequence[str], these: Sequence[int], those: Sequence[int]
     return any(abs(place[i] - place[j]) <= reach for i in these for j in those)
 
 
-def _names(speaker: str | None, text: str) -> bool:
-    """Does the text name the speaker ("Brennan" in "the managing director, Mr Tom Brennan, apologised")?"""
-    stems = {w[:5] for w in re.findall(r"[\w'-]+", text.lower())}
-    return bool(speaker) and all(w[:5] in stems for w in (speaker or "").split() if w not in STOPWORDS)
-
-
 def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
     """A word of the speaker's name within three content words of a verb of saying: "NATO said", "according to
     the Kremlin", "the Legion's statement". A sentence that only names the speaker ("defiance against Putin's
@@ -290,6 +285,8 @@ def _gives_words_to(speaker: str, low_tokens: Sequence[str]) -> bool:
         return len(after) == 2 and after[0] == "s" and stem(after[1]) not in _SAYING
 
     named = [i for i, t in enumerate(low_tokens) if t[:5] in names and not owns_another_thing(i)]
+    if named:  # "he" after the name stands for it: 'Mr Tom Brennan apologised. "We let Liam down," he said'
+        named += [i for i, t in enumerate(low_tokens) if t in _SPEAKER_PRONOUNS and i > named[0]]
     saying = [i for i, t in enumerate(low_tokens) if stem(t) in _SAYING]
     return _close(low_tokens, named, saying)
 
@@ -411,14 +408,14 @@ def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
     return [i for i, t in enumerate(low_tokens) if focus and t[:5] == focus]
 
 
-_MEASURED = re.compile(r"\bhow (?:tall|high|deep|wide|far|heavy|long|large|big) (?:is|are|was|were) (?:the |a |an )?"
-                       r"([\w' -]+)", re.I)
+_MEASURED = re.compile(r"\bhow \w+ (?:is|are|was|were) (?:the |a |an )?([\w' -]+)", re.I)
 
 
 @lru_cache(maxsize=256)
 def measured_thing(question: str) -> str | None:
-    """The common noun whose size is asked ("How tall is the floating crane that lifted it?" -> "crane"); None
-    for a name ("How long is the Harlow Crossing?"): the article may well call it "the bridge"."""
+    """Of a measure question, the common noun whose size is asked ("How tall is the floating crane that lifted
+    it?" -> "crane"); None for a name ("How long is the Harlow Crossing?"): the article may well call it "the
+    bridge"."""
     m = _MEASURED.search(question)
     head = _head_noun(m.group(1).split()) if m else None
     return head.lower() if head and head.islower() else None
@@ -530,7 +527,7 @@ def event_weights(question: str, passages: Sequence[Passage]) -> list[float]:
 
 
 _OPENS_WITH_PRONOUN = re.compile(r"\W*(It|Its|They|Their|He|His|She|Her)\b")
-_PRONOUN_SPEAKER = re.compile(r"[\"”]\s+(he|she|they)\b")  # '"We built a bridge to nowhere," he said'
+_PRONOUN_SPEAKER = re.compile(rf"[\"”]\s+({'|'.join(_SPEAKER_PRONOUNS)})\b")  # '"We built a bridge," he said'
 
 
 def points_back(sentence: str) -> bool:
@@ -568,8 +565,6 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         # "Who drew it?" - "He drew ..." after a name; "What did Okafor say?" - '"...," he said' after Okafor
         if refers_to and typed == W_UNTYPED and asked.kind in ("name", "speech"):
             joined = type_weight(asked, relation, question, in_context)
-            if asked.kind == "speech" and _PRONOUN_SPEAKER.search(sentence) and _names(asked.focus, refers_to):
-                joined = max(joined, W_TYPED)  # "Mr Tom Brennan apologised. '...,' he said": Brennan's words
             typed, lead = (joined, refers_to) if joined > typed else (typed, "")
         # An answer adds something to the question: a sentence made only of the question's words does not.
         novelty = sum(stem(w) not in term_stems for w in words) / len(words)

@@ -646,8 +646,8 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
     # with the same number).
     disputes = [(probe.label, material.events[ei].heading, claims)
                 for probe, ei, claims in find_disagreements(material, pool, embedder)]
-    disputes += [d for d in figure_disputes(material, pool) if {c.key for c in d[2]} not in
-                 [{c.key for c in claims} for _, _, claims in disputes]]
+    probed = [{c.key for c in claims} for _, _, claims in disputes]
+    disputes += [d for d in figure_disputes(material, pool) if {c.key for c in d[2]} not in probed]
     disputed = {c.key for _, _, claims in disputes for c in claims}
     # Sections: one per event, points grouped by aspect.
     top = max(c.score for c in pool)
