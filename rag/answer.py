@@ -10,7 +10,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import accumulate
@@ -27,7 +27,7 @@ from rag.config import AnswerSettings, resolve_backend
 from rag.embed import Embedder
 from rag.ingest import is_utf8
 from rag.prompts import load_prompt
-from rag.retrieve import Retriever
+from rag.retrieve import Retriever, document_texts
 from rag.types import Answer, Passage
 
 CANNOT_ANSWER = "Not in the sources: the ingested articles do not answer this question."
@@ -307,6 +307,20 @@ def _name_matches(text: str) -> list[re.Match[str]]:
 def _question_names(question: str) -> frozenset[str]:
     """What the question spells as names ("Belgorod", "FSB"), as the five-letter stems names are matched by."""
     return frozenset(m.group()[:5].lower() for m in _name_matches(question))
+
+
+_HONORIFICS = frozenset("mr mrs ms miss dr prof sir dame".split())
+
+
+def unmentioned_names(question: str, article: str) -> list[str]:
+    """Names in the question that the article never uses, in any case or form: an article that never mentions
+    Dunmouth does not tell how many homes were flooded in Dunmouth, however alike its sentences are. Names match
+    by their first five letters, as elsewhere ("Ukraine", "Ukrainian"); months, weekdays and titles ("Mrs") name
+    no one."""
+    used = {w[:5].lower() for w in _TOKEN.findall(article)}
+    names = dict.fromkeys(m.group() for m in _name_matches(question))
+    return [n for n in names if n.lower() not in _CALENDAR_WORDS and n.lower() not in _HONORIFICS
+            and n[:5].lower() not in used]
 
 
 def _describes(tokens: Sequence[str], i: int, names: frozenset[str], thing_asked: bool) -> bool:
@@ -698,13 +712,19 @@ def question_parts(question: str) -> list[str]:
 
 
 def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
-                      idf: Callable[[str], float], settings: AnswerSettings) -> str:
+                      idf: Callable[[str], float], settings: AnswerSettings,
+                      articles: Mapping[str, str] | None = None) -> str:
+    """The best sentences of the passages, cited; `articles` (document id -> its whole text) drops the sentences
+    of articles that never mention a name the question asks about."""
     parts = question_parts(question)
     per_part = settings.max_sentences if len(parts) == 1 else 1  # a two-part question: the best for each ask
     chosen: list[Candidate] = []
     for part in parts:
         vector = q_vec if part == question else embedder.embed_query(part)
         scored = score_sentences(part, vector, passages, embedder, idf)
+        if articles:
+            elsewhere = {doc for doc, text in articles.items() if unmentioned_names(part, text)}
+            scored = [c for c in scored if passages[c.passage - 1].doc not in elsewhere]
         best = select_sentences(scored, per_part, settings.min_relevance, settings.margin)
         if best and analyse_question(part).kind in ("number", "measure"):
             best += differing_figures(best, scored, passages, settings.min_relevance)
@@ -751,8 +771,9 @@ class AnswerChain:
     def generate(self, question: str, q_vec: np.ndarray, passages: Sequence[Passage],
                  on_token: Callable[[str], None] | None = None) -> str:
         if self.backend == "extractive":
+            articles = document_texts(self.retriever, sorted({p.doc for p in passages}), passages)
             return extractive_answer(question, q_vec, passages, self.retriever.embedder,
-                                     self.retriever.lexical.idf, self.settings)
+                                     self.retriever.lexical.idf, self.settings, articles)
         messages = self.messages(question, passages)
         key = self.cache.key(self.settings.openai_model, messages) if self.cache else ""
         if self.cache and (hit := self.cache.get(key)) is not None:

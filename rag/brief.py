@@ -37,6 +37,7 @@ from rag.chunk import as_prose, sentence_spans
 from rag.cite import attach_marker, content_words, overlap, parse_claims, stem, verify
 from rag.events import group_events, parse_date
 from rag.lexical import words as lexical_words
+from rag.retrieve import document_texts
 from rag.types import Citation, Passage
 
 # -- public result types --------------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ def gather(chain: Any, topic: str, k: int | None = None) -> Material:
         record = records.get(d) or {}
         titles[d] = titles.get(d) or str(record.get("title") or d)
         dates[d] = dates.get(d) or record.get("date")
-    texts = _doc_texts(retriever, docs, passages)
+    texts = document_texts(retriever, docs, passages)
     groups = group_events(docs, dates, texts)
     events: list[Event] = []
     event_of: dict[str, int] = {}
@@ -353,31 +354,6 @@ def _store_documents(retriever: Any) -> dict[str, dict[str, Any]]:
         return dict(store.documents()) if store is not None else {}
     except Exception:  # noqa: BLE001  a store without a docs collection (or a fake) just has no records
         return {}
-
-
-def _doc_texts(retriever: Any, docs: Sequence[str], passages: Sequence[Passage]) -> dict[str, str]:
-    """Each document's text rebuilt from its stored chunks (falls back to the retrieved passages)."""
-    pieces: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-    store: Any = getattr(retriever, "store", None)
-    try:
-        got = store.chunks_collection().get(where={"doc": {"$in": list(docs)}}, include=["documents", "metadatas"])
-        for text, meta in zip(got["documents"], got["metadatas"], strict=True):
-            pieces[meta["doc"]].append((int(meta["start"]), int(meta["end"]), text))
-    except Exception:  # noqa: BLE001  no store (a fake retriever): the passages are all we know
-        pieces.clear()
-    for p in passages:
-        if p.doc not in pieces or not pieces[p.doc]:
-            pieces.setdefault(p.doc, []).append((p.start, p.end, p.text))
-    out = {}
-    for d in docs:
-        parts, covered = [], 0
-        for start, end, text in sorted(set(pieces.get(d, []))):
-            if end <= covered:
-                continue
-            parts.append(text[max(0, covered - start):])
-            covered = end
-        out[d] = " ".join(parts)
-    return out
 
 
 # -- events -------------------------------------------------------------------------------------------------------

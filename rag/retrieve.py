@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,3 +143,28 @@ def from_langchain(d: LCDocument) -> Passage:
     return Passage(chunk_id=m["chunk_id"], doc=m["doc"], start=m["start"], end=m["end"], text=d.page_content,
                    title=m.get("title", ""), source=m.get("source", ""), date=m.get("date"),
                    score=m.get("score", 0.0))
+
+
+def document_texts(retriever: Any, docs: Sequence[str], passages: Sequence[Passage]) -> dict[str, str]:
+    """Each document's text rebuilt from its stored chunks (falls back to the retrieved passages)."""
+    pieces: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    store: Any = getattr(retriever, "store", None)
+    try:
+        got = store.chunks_collection().get(where={"doc": {"$in": list(docs)}}, include=["documents", "metadatas"])
+        for text, meta in zip(got["documents"], got["metadatas"], strict=True):
+            pieces[meta["doc"]].append((int(meta["start"]), int(meta["end"]), text))
+    except Exception:  # noqa: BLE001  no store (a fake retriever): the passages are all we know
+        pieces.clear()
+    for p in passages:
+        if p.doc not in pieces or not pieces[p.doc]:
+            pieces.setdefault(p.doc, []).append((p.start, p.end, p.text))
+    out = {}
+    for d in docs:
+        parts, covered = [], 0
+        for start, end, text in sorted(set(pieces.get(d, []))):
+            if end <= covered:
+                continue
+            parts.append(text[max(0, covered - start):])
+            covered = end
+        out[d] = " ".join(parts)
+    return out

@@ -33,6 +33,7 @@ from rag.answer import (
     render_passages,
     score_sentences,
     sharpened_idf,
+    unmentioned_names,
     yes_no_deed,
 )
 from rag.chunk import count_tokens
@@ -329,6 +330,21 @@ def test_another_article_giving_another_figure_is_shown_beside_the_best() -> Non
     assert "412 metres" in answer.text and "430 metres" in answer.text
     assert figures_by_unit("It cost £48 million, of which the fund paid £30 million on 3 May 2023.") == {
         "£ million": frozenset({"48", "30"})}
+
+
+def test_an_article_that_never_names_the_asked_place_does_not_answer() -> None:
+    flood = "Exford, 14 March 2024 - The river burst its banks, flooding 312 homes in the town centre."
+    festival = "The Dunmouth Folk Festival drew 4,000 visitors on Saturday."
+    chain = AnswerChain(FakeRetriever([*passages_from_text("flood.txt", flood),
+                                       *passages_from_text("festival.txt", festival)], FakeEmbedder(), rank=True),
+                        AnswerSettings(min_relevance=0.2), backend="extractive")
+    assert [c.doc for c in chain.ask("How many homes were flooded in Exford?").citations] == ["flood.txt"]
+    # the flood article's homes are Exford's; Dunmouth's article says nothing of homes
+    assert chain.ask("How many homes were flooded in Dunmouth?").abstained
+    assert unmentioned_names("How many homes were flooded in Dunmouth?", flood) == ["Dunmouth"]
+    # a name in another form or case is mentioned; months and titles name no one
+    assert unmentioned_names("Did Mrs Ann Ross see the Ukrainian-backed raid in May?",
+                             "ANN ROSS, 54, watched Ukraine's raid.") == []
 
 
 def test_a_quote_given_to_he_after_the_speaker_is_named_without_a_saying_verb() -> None:
