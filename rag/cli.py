@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,13 +132,20 @@ def ingest(
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
-        ignored = f", ignored {report.ignored} of other types" if report.ignored else ""
+        n_ignored = len(report.ignored)
+        ignored = f", ignored {n_ignored} of other types ({file_types(report.ignored)})" if n_ignored else ""
         out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
                   f"removed {len(report.removed)}, skipped {len(report.skipped)}{ignored}; "
                   f"embedded {report.embedded} chunks; store holds {report.chunks} chunks in {store.where}")
     if report.skipped:  # bad input: a script or CI job must notice, though the good files are stored
         n = len(report.skipped)
         raise fail(f"{n} file{'s' if n > 1 else ''} skipped (named above); every other file is stored")
+
+
+def file_types(paths: Iterable[str]) -> str:
+    """".docx, .rtf, no extension": what a user must convert to have those files read."""
+    types = Counter(Path(p).suffix.lower() or "no extension" for p in paths)
+    return ", ".join(f"{n} {t}" if n > 1 else t for t, n in sorted(types.items()))
 
 
 def say_skipped(skips: Iterable[Skip], stored_sources: set[str]) -> None:

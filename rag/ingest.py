@@ -36,7 +36,7 @@ class Scan:
     documents: list[Document]
     skipped: list[Skip]
     roots: list[str]  # absolute folders whose documents are in sync scope (for pruning)
-    ignored: int  # files of unsupported types met while walking folders
+    ignored: list[str]  # files of unsupported types met while walking folders
     unchanged: list[str] = field(default_factory=list)  # ids of files whose bytes match `known`: not parsed
 
 
@@ -49,7 +49,7 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
     docs: list[Document] = []
     skipped: list[Skip] = []
     roots: list[str] = []
-    ignored = 0
+    ignored: list[str] = []
     seen_ids: dict[str, str] = {}
     for path in paths:
         if not path.exists():
@@ -58,8 +58,8 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
         if path.is_dir():
             root = path.resolve()
             roots.append(str(root))
-            files, n_ignored, broken = _walk(root)
-            ignored += n_ignored
+            files, not_read, broken = _walk(root)
+            ignored += not_read
             skipped += broken
         else:  # a link's own name is the document's, as it is for a link met in a folder
             file = Path(os.path.abspath(path))
@@ -95,11 +95,13 @@ def is_utf8(name: str) -> bool:
     return True
 
 
-def _walk(root: Path) -> tuple[list[Path], int, list[Skip]]:
-    """The supported files under `root` (hidden ones left out), the number of others, and the links to nothing.
+def _walk(root: Path) -> tuple[list[Path], list[str], list[Skip]]:
+    """The supported files under `root` (hidden ones left out), the others, and the links to nothing.
     A linked folder is followed as a linked file is; each real folder and file is read once, so a link up cannot
     loop and a link beside its target adds no copy."""
-    files, ignored, broken = [], 0, []
+    files: list[Path] = []
+    ignored: list[str] = []
+    broken: list[Skip] = []
     walked: set[str] = set()
     for folder, subfolders, names in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -113,7 +115,7 @@ def _walk(root: Path) -> tuple[list[Path], int, list[Skip]]:
             if name.startswith(".") or not (path.is_file() or path.is_symlink()):
                 continue
             if path.suffix.lower() not in SUPPORTED:
-                ignored += 1
+                ignored.append(str(path))
             elif path.exists():
                 files.append(path)
             else:

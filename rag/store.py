@@ -39,13 +39,14 @@ class SyncReport:
     skipped: list[Skip] = field(default_factory=list)
     embedded: int = 0  # chunks sent to the embedder
     chunks: int = 0  # chunks in the store afterwards
-    ignored: int = 0
+    ignored: list[str] = field(default_factory=list)  # files of types not read
 
     def to_json(self) -> dict[str, Any]:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-            "embedded": self.embedded, "chunks": self.chunks, "ignored": self.ignored,
+            "embedded": self.embedded, "chunks": self.chunks, "ignored": len(self.ignored),
+            "ignored_files": self.ignored,
         }
 
 
@@ -245,7 +246,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
     new chunks embedded, removed files are pruned. New chunks are written before old ones are deleted, and a
     document's record last, so an interrupted sync loses nothing and the next run finishes the job (embedding
     only the chunks the interrupted one did not write)."""
-    report = SyncReport(skipped=list(scan.skipped), ignored=scan.ignored, unchanged=list(scan.unchanged))
+    report = SyncReport(skipped=list(scan.skipped), ignored=list(scan.ignored), unchanged=list(scan.unchanged))
     chunking = chunking_key(settings)
     with store.write_lock():
         chunks_col = store.chunks_collection(embedder.name, create=True)

@@ -301,7 +301,7 @@ def test_bad_files_are_skipped_with_path_and_reason_and_the_rest_loads(mixed: Pa
         str(mixed / "huge.txt"): "file is 1.5 MB, over the 1.0 MB limit (RAG_INGEST__MAX_FILE_MB)",
         str(mixed / "empty-page.html"): "no text after extraction",
     }
-    assert found.ignored == 1  # notes.docx (dot files and dot folders are not even counted)
+    assert found.ignored == [str(mixed / "notes.docx")]  # dot files and dot folders are not even counted
     assert found.roots == [str(mixed.resolve())]
     nested = next(d for d in found.documents if d.id == "sub/nested.md")
     assert nested.title == "Nested" and nested.source == str(mixed / "sub" / "nested.md")

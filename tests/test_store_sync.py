@@ -110,8 +110,12 @@ def test_text_summary_without_json(seed_corpus: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("added 5, updated 0, unchanged 0, removed 0, skipped 0; embedded ")
     (seed_corpus / "notes.docx").write_bytes(b"PK\x03\x04")
+    (seed_corpus / "old.docx").write_bytes(b"PK\x03\x04")
+    (seed_corpus / "LICENSE").write_text("MIT")
     result = rag(tmp_path / "home", "ingest", str(seed_corpus))
-    assert result.stdout.startswith("added 0, updated 0, unchanged 5, removed 0, skipped 0, ignored 1 of other types;")
+    # which types were not read, so the user knows what to convert
+    assert result.stdout.startswith("added 0, updated 0, unchanged 5, removed 0, skipped 0, ignored 3 of other types "
+                                    "(2 .docx, no extension);")
     assert str(tmp_path / "home") in result.stdout
 
 
