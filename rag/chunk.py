@@ -16,9 +16,9 @@ from rag.types import Chunk
 # than wrap a line (see `wrapped_breaks`).
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # Bumped whenever sentence boundaries or the text read from a file change (version 5: numbered list items, PDF
-# line-end hyphens; 6: "a.m." before a word in lower case): stores read and chunk every document again on the next
-# ingest.
-SPLITTER_VERSION = 6
+# line-end hyphens; 6: "a.m." before a word in lower case; 7: "300." opening a wrapped line is no list item): stores
+# read and chunk every document again on the next ingest.
+SPLITTER_VERSION = 7
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 # Letters and dots, up to the last letter: "a.m", "U.K". Such a word's final full stop may also end the sentence.
 INITIALISM = re.compile(r"\b(?:[A-Za-z]\.)+[A-Za-z]$")
@@ -48,7 +48,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         end = m.end()
         if m.group() == "\n" and m.start() in wrapped:
             continue
-        if m.group() != "\n" and (_is_abbreviation(text, m.start()) or _is_list_number(text, m)):
+        if m.group() != "\n" and (_is_abbreviation(text, m.start()) or _is_list_number(text, m, wrapped)):
             continue
         _append_trimmed(text, start, end, spans)
         start = end
@@ -77,11 +77,13 @@ def wrapped_breaks(text: str) -> frozenset[int]:
         while j + 1 < len(lines) and lines[j + 1].strip():
             j += 1  # lines i..j form one paragraph
         width = max(len(line.strip()) for line in lines[i:j + 1])
+        in_list = bool(_LIST_ITEM.match(lines[i]))
         for k in range(i, j):
             line, after = lines[k].strip(), lines[k + 1].lstrip()
             if line.startswith(">") and after.startswith(">"):  # a quotation goes on: its lines wrap like any
                 line, after = line.lstrip("> \t"), after.lstrip("> \t")
-            if not line or not after or _BLOCK_START.match(after) or line.startswith("#"):
+            if not line or not after or line.startswith("#") or opens_block(after, in_list):
+                in_list = in_list or bool(_LIST_ITEM.match(after))
                 continue
             # wrapped: the next line's first word would not have fitted on this one
             full = width >= _MIN_WRAP_WIDTH and len(line) + 1 + len(after.split(maxsplit=1)[0]) > width
@@ -89,6 +91,19 @@ def wrapped_breaks(text: str) -> frozenset[int]:
                 wrapped.add(ends[k] - 1)
         i = j + 1
     return frozenset(wrapped)
+
+
+_NUMBERED = re.compile(r"[ \t]*(\d+)[.)][ \t]")
+
+
+def opens_block(line: str, in_list: bool) -> bool:
+    """Does the line open a block of its own rather than go on with the paragraph? A numbered item interrupts a
+    paragraph only as "1." or in a list already open (CommonMark's rule): "300. The council ..." after "rose to"
+    is a wrapped sentence end, not item 300."""
+    if not _BLOCK_START.match(line):
+        return False
+    numbered = _NUMBERED.match(line)
+    return not numbered or numbered.group(1) == "1" or in_list
 
 
 _LINE_MARKER = re.compile(rf"(^|\n)[ \t]*(>[ \t>]*|{_LIST_MARKER})")
@@ -117,10 +132,13 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     return bool(INITIALISM.fullmatch(w)) and after != "" and not after[0].isupper()
 
 
-def _is_list_number(text: str, end: re.Match[str]) -> bool:
-    """The full stop of a numbered list item's "3. ", which opens its sentence rather than ending one."""
-    marker = _LIST_ITEM.match(text, text.rfind("\n", 0, end.start()) + 1)
-    return end.group() == "." and marker is not None and marker.start(1) < end.start() < marker.end(1)
+def _is_list_number(text: str, end: re.Match[str], wrapped: frozenset[int]) -> bool:
+    """The full stop of a numbered list item's "3. ", which opens its sentence rather than ending one; not that of
+    a figure that ends a sentence at the start of a wrapped line ("rose to\n300. The council")."""
+    line_start = text.rfind("\n", 0, end.start()) + 1
+    marker = _LIST_ITEM.match(text, line_start)
+    return (end.group() == "." and marker is not None and marker.start(1) < end.start() < marker.end(1)
+            and line_start - 1 not in wrapped)
 
 
 def _append_trimmed(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:

@@ -261,6 +261,13 @@ def test_sentence_spans_examples(text: str, expected: list[str]) -> None:
      ["Quarterly Report (draft)", "Published 12 March 2024 by the team."]),
     ("Heading of the underlined kind, long enough to wrap\n===================================================",
      ["Heading of the underlined kind, long enough to wrap", "==================================================="]),
+    # a figure ending a sentence at the start of a wrapped line is no numbered item: only "1." or an item of a list
+    # already open interrupts a paragraph (CommonMark)
+    ("The number of homes damaged by the flood rose this week to\n300. The council said repairs take a year.",
+     ["The number of homes damaged by the flood rose this week to\n300.", "The council said repairs take a year."]),
+    ("What to do after the flood, in the order the council gives\n1. Call the council.\n2. Photograph the damage.",
+     ["What to do after the flood, in the order the council gives", "1. Call the council.",
+      "2. Photograph the damage."]),
 ])
 def test_line_breaks_that_wrap_a_paragraph_are_spaces(text: str, expected: list[str]) -> None:
     assert _sentences(text) == expected
@@ -278,6 +285,7 @@ def test_as_prose_drops_the_markers_that_open_lines(sentence: str, prose: str) -
 
 
 plain_word = st.text(alphabet=LETTERS, min_size=1, max_size=12)
+figure = st.integers(1, 999).map(str)  # "rose to 300." may wrap to open a line, like a numbered item
 
 
 @st.composite
@@ -285,7 +293,7 @@ def prose(draw: st.DrawFn) -> list[str]:
     """Paragraphs of sentences that start with a capital and end with . ! or ?"""
     paragraphs = []
     for _ in range(draw(st.integers(1, 4))):
-        sentences = [" ".join(draw(st.lists(plain_word, min_size=1, max_size=20))).capitalize()
+        sentences = [" ".join([draw(plain_word), *draw(st.lists(plain_word | figure, max_size=19))]).capitalize()
                      + draw(st.sampled_from(".!?")) for _ in range(draw(st.integers(1, 6)))]
         paragraphs.append(" ".join(sentences))
     return paragraphs
