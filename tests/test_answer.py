@@ -860,6 +860,11 @@ def test_relation_terms_are_what_the_question_asks_about_its_names() -> None:
     assert relation_terms("How many drones did Ukraine launch in total?") == {"launch", "total"}
     # nothing lower-case left: the count belongs to the names, which must then be there
     assert relation_terms("How many fighters does the Siberian Battalion have?") == {"siberian", "battalion"}
+    # "how large" asks the size; it is not something the field does
+    assert relation_terms("How large is Gorse Field?") == {"gors", "field"}
+    answer = extractive_over("a.txt", "Gorse Field covers 12 hectares. The crowd was the largest yet.").ask(
+        "How large is Gorse Field?")
+    assert [c.quote for c in answer.citations] == ["Gorse Field covers 12 hectares."]
 
 
 def test_a_figure_for_another_act_or_owner_is_no_count() -> None:
