@@ -96,8 +96,8 @@ class Asked:
     a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?"); for "What did *NATO* say"
     (kind "speech") the speaker."""
 
-    kind: str | None  # number | measure | date | year | weekday | month | colour | name | place | description | deed
-    #                   | speech | None
+    kind: str | None  # number | measure | age | date | year | weekday | month | colour | name | place | description
+    #                   | deed | speech | None
     focus: str | None = None
 
 
@@ -133,6 +133,8 @@ def analyse_question(question: str) -> Asked:
         return Asked("colour")
     if re.match(r"(on )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
         return Asked("year" if re.search(r"\b(what|which) year\b", q) else "date")
+    if re.search(r"\bhow old\b", q):
+        return Asked("age")
     if m := re.search(r"\bhow (tall|high|deep|wide|far|heavy|long)\b", q):
         return Asked("measure", m.group(1))  # a figure in its unit: "46 metres (tall)", "forty years", "30 km"
     m = re.search(r"\bhow (many|much|large|big)\b", q)
@@ -222,6 +224,10 @@ def _stems(text: str) -> frozenset[str]:
     return frozenset({w[:5] for w in words} | {part[:5] for w in words if "-" in w for part in w.split("-") if part})
 
 
+# How an age is written: "Mr George Lyle, 67,", "aged 67", "a 67-year-old", "67 years old".
+_AGE = re.compile(r"([A-Z][\w'’-]+), \d{1,3},|\baged \d{1,3}\b|\b\d{1,3}-years?-old\b|\b\d{1,3} years old\b")
+
+
 def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     """Does the sentence hold a candidate answer of the asked kind that the question does not already contain?
     When the sentence names the focus noun, the answer must stand next to it: "26 drones", "the city of Belgorod";
@@ -233,6 +239,9 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     low = [t.lower() for t in tokens]
     if asked.kind == "speech":
         return _gives_words_to(asked.focus or "", low)
+    if asked.kind == "age":  # "Mr George Lyle, 67," is Lyle's age, no answer to "How old is Mrs Anna Ross?"
+        names = _question_names(question)
+        return any(not (names and m.group(1)) or m.group(1)[:5].lower() in names for m in _AGE.finditer(sentence))
     if asked.kind == "weekday":
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":

@@ -356,6 +356,20 @@ def test_a_quote_given_to_he_after_the_speaker_is_named_without_a_saying_verb() 
         "\"We let Liam down,\" he said."]
 
 
+def test_how_old_asks_for_an_age_and_whose() -> None:
+    assert analyse_question("How old is Mrs Anna Ross?") == Asked("age")
+    text = ("Mr George Lyle, 67, a retired postman, was found in his car. The head teacher, Mrs Anna Ross, said "
+            "the school would reopen.")
+    chain = extractive_over("a.txt", text)
+    assert [c.quote for c in chain.ask("How old was George Lyle?").citations] == [
+        "Mr George Lyle, 67, a retired postman, was found in his car."]
+    assert chain.ask("How old is Mrs Anna Ross?").abstained  # Lyle's age is not hers; her sentence gives none
+    age = Asked("age")
+    assert has_answer_of_type(age, "The 160-year-old bridge was closed.", "How old is the bridge?")
+    assert has_answer_of_type(age, "A man aged 54 was arrested.", "How old was the man arrested?")
+    assert not has_answer_of_type(age, "The bridge reopened in 2019 after 4 years.", "How old is the bridge?")
+
+
 def test_who_will_become_asks_for_the_name_beside_the_role() -> None:
     assert analyse_question("Who will become chairman of the merged group?") == Asked("name", "chairman")
     text = ("Brannock's chief executive, Fiona Achterberg, will lead the merged group. Halvorsen's founder, Erik "
