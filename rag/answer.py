@@ -75,13 +75,14 @@ _NUMBER_WORDS = set("one two three four five six seven eight nine ten eleven twe
 _TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_CALENDAR_WORDS) + ")$")
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+")
 _ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # "US", "FSB": a name even where it opens the sentence
-_TOKEN = re.compile(r"[\w$%-]+")
+_TOKEN = re.compile(r"[\w$£€%-]+")  # "£48", "$10", "41%": a figure keeps its currency
 _ISO_DATE = re.compile(r"(19|20)\d\d(-\d\d){0,2}$")  # a year, or a date in ISO form
 # Where the noun phrase after "which" / "how many" ends: an auxiliary, a preposition, or a verb in the past.
 _PHRASE_END = frozenset("did do does was were is are has have had will would could can should may might to of in on "
                         "at for from by with into about that who which said took made led won went came held began "
                         "sent saw told gave hit put ran fought joined".split())
-_MONEY = frozenset("money cash funds funding budget".split())
+_MONEY = frozenset("money cash funds funding budget compensation damages fine fines salary wages pay payment payout "
+                   "price revenue profit ransom bail".split())
 _CURRENCY = frozenset("dollars euros pounds rubles roubles hryvnias yuan yen $".split())
 # "How did X describe Y": the answer is what a source called it.
 _DESCRIBE_Q = re.compile(r"\b(describe|characteri[sz]e|call|label|define|portray|term)\b", re.I)
@@ -256,7 +257,9 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind in ("number", "measure"):
         fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
         if asked.kind == "measure":
-            return any(_UNITS_OF[asked.focus or "long"] & _unit_spot(low, i) for i in fits)
+            other = _OTHER_DIMENSIONS.get(asked.focus or "long", frozenset())  # "22 metres tall" is no length
+            return any(_UNITS_OF[asked.focus or "long"] & spot and not other & spot
+                       for spot in (_unit_spot(low, i) for i in fits))
     else:
         starts = {m.start() for m in _name_matches(sentence)}
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
@@ -321,7 +324,7 @@ def _question_names(question: str) -> frozenset[str]:
 _HONORIFICS = frozenset("mr mrs ms miss dr prof sir dame".split())
 
 
-def unmentioned_names(question: str, article: str) -> list[str]:
+def unmentioned(question: str, article: str) -> list[str]:
     """Names in the question that the article never uses, in any case or form: an article that never mentions
     Dunmouth does not tell how many homes were flooded in Dunmouth, however alike its sentences are. Names match
     by their first five letters, as elsewhere ("Ukraine", "Ukrainian"); months, weekdays and titles ("Mrs") name
@@ -403,15 +406,19 @@ def _is_figure(token: str) -> bool:
 
 
 _LENGTHS = frozenset("""metres meters metre meter m km kilometres kilometers kilometre kilometer cm centimetres
-centimeters mm feet foot ft inches inch miles mile yards yard storeys stories floors""".split())
+centimeters mm feet foot ft inches inch miles mile yards yard""".split())
+_STOREYS = frozenset("storeys stories floors".split())  # a height only: "five storeys" says nothing of a length
 _DURATIONS = frozenset("""seconds second minutes minute hours hour days day weeks week months month years year
 decades decade centuries century""".split())
 _AREAS = frozenset("square sq km2 km² hectares hectare acres acre".split())
 _LAND = frozenset("area areas territory territories land region zone site space".split())
 _WEIGHTS = frozenset("kg kilograms kilogram kilos grams gram tonnes tonne tons ton pounds lb lbs".split())
 # The units that answer "how tall", "how long", ...: "How wide is the bridge?" is not answered by "four years".
-_UNITS_OF = {"tall": _LENGTHS, "high": _LENGTHS, "deep": _LENGTHS, "wide": _LENGTHS, "far": _LENGTHS,
-             "long": _LENGTHS | _DURATIONS, "heavy": _WEIGHTS, "area": _AREAS}
+_UNITS_OF = {"tall": _LENGTHS | _STOREYS, "high": _LENGTHS | _STOREYS, "deep": _LENGTHS, "wide": _LENGTHS,
+             "far": _LENGTHS, "long": _LENGTHS | _DURATIONS, "heavy": _WEIGHTS, "area": _AREAS}
+_DIMENSIONS = {"tall": "height", "high": "height", "deep": "depth", "wide": "width", "long": "length"}
+# A figure that says which dimension it measures ("600 metres long and 1.2 metres high") answers only that one.
+_OTHER_DIMENSIONS = {a: frozenset(w for w, d in _DIMENSIONS.items() if d != dim) for a, dim in _DIMENSIONS.items()}
 
 
 def _unit_spot(low_tokens: Sequence[str], i: int) -> set[str]:
@@ -426,7 +433,7 @@ _RELATIVE_TIME = frozenset("after before ago later earlier since".split())
 
 def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
     if asked.focus in _MONEY:  # "how much money": the figure names its currency instead
-        return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith("$")]
+        return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith(("$", "£", "€"))]
     focus = asked.focus[:5] if asked.focus else None
     return [i for i, t in enumerate(low_tokens) if focus and t[:5] == focus]
 
@@ -568,23 +575,28 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     term_stems = {stem(t) for t in terms}
     asked = analyse_question(question)
     relation = relation_terms(question)
-    # (passage number, event fit, sentence, its content words, the sentence its pronoun points back to)
-    sentences: dict[tuple[str, int], tuple[int, float, str, list[str], str]] = {}  # overlapping chunks repeat some
+    # (passage number, event fit, sentence, its content words, the sentence its pronoun points back to, the
+    # paragraph before it when it points back)
+    sentences: dict[tuple[str, int], tuple[int, float, str, list[str], str, str]] = {}  # chunks overlap
     for n, (p, fit) in enumerate(zip(passages, event_weights(question, passages), strict=True), start=1):
-        before = ""
+        before, paragraph, end = "", "", 0
         for s, e in sentence_spans(p.text):
             sentence, words = p.text[s:e], content_words(p.text[s:e])
+            if "\n\n" in p.text[end:s]:
+                paragraph = ""
             if len(words) >= 3 and is_statement(sentence) and (p.doc, p.start + s) not in sentences:
-                refers_to = before if points_back(sentence) else ""
-                sentences[(p.doc, p.start + s)] = (n, fit, sentence, words, refers_to)
-            before = sentence
+                back = points_back(sentence)
+                sentences[(p.doc, p.start + s)] = (n, fit, sentence, words, before if back else "",
+                                                   paragraph if back else "")
+            before, paragraph, end = sentence, f"{paragraph} {sentence}", e
     weigh = sharpened_idf(idf, [t[2] for t in sentences.values()])
     pool = []
-    for n, article_fit, sentence, words, refers_to in sentences.values():
+    for n, article_fit, sentence, words, refers_to, paragraph in sentences.values():
         fit = article_fit + sentence_event_weight(question, sentence)
         in_context = f"{refers_to} {sentence}"  # "It stands 46 metres tall" tells of what the sentence before names
         lexical = weighted_overlap(terms, in_context, weigh)
-        typed = type_weight(asked, relation, question, sentence, refers_to)
+        # "It is 22 metres tall" after "The new hospital ... The building, which ...": the hospital's height
+        typed = type_weight(asked, relation, question, sentence, paragraph)
         lead = ""
         # "Who drew it?" - "He drew ..." after a name; "What did Okafor say?" - '"...," he said' after Okafor
         if refers_to and typed == W_UNTYPED and asked.kind in ("name", "speech"):
@@ -608,7 +620,8 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
 
 def type_weight(asked: Asked, relation: set[str], question: str, text: str, context: str = "") -> float:
     """How well the sentence fits the kind of answer asked for: holds one next to the asked noun (W_ANCHORED),
-    holds one (W_TYPED), or cannot answer (W_UNTYPED). `context` is the sentence its "It" or "They" stands for."""
+    holds one (W_TYPED), or cannot answer (W_UNTYPED). `context` is the paragraph before it when it opens with
+    "It" or "They", where what the pronoun stands for is named."""
     if asked.kind == "description":
         return W_ANCHORED if _DESCRIBED.search(text) else -W_ANCHORED  # reports no description
     if asked.kind == "deed":  # "Did Russia succeed in repelling ...": one silent on repelling says neither yes nor no
@@ -733,7 +746,7 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
         vector = q_vec if part == question else embedder.embed_query(part)
         scored = score_sentences(part, vector, passages, embedder, idf)
         if articles:
-            elsewhere = {doc for doc, text in articles.items() if unmentioned_names(part, text)}
+            elsewhere = {doc for doc, text in articles.items() if unmentioned(part, text)}
             scored = [c for c in scored if passages[c.passage - 1].doc not in elsewhere]
         best = select_sentences(scored, per_part, settings.min_relevance, settings.margin)
         if best and analyse_question(part).kind in ("number", "measure"):

@@ -33,7 +33,7 @@ from rag.answer import (
     render_passages,
     score_sentences,
     sharpened_idf,
-    unmentioned_names,
+    unmentioned,
     yes_no_deed,
 )
 from rag.chunk import count_tokens
@@ -341,9 +341,9 @@ def test_an_article_that_never_names_the_asked_place_does_not_answer() -> None:
     assert [c.doc for c in chain.ask("How many homes were flooded in Exford?").citations] == ["flood.txt"]
     # the flood article's homes are Exford's; Dunmouth's article says nothing of homes
     assert chain.ask("How many homes were flooded in Dunmouth?").abstained
-    assert unmentioned_names("How many homes were flooded in Dunmouth?", flood) == ["Dunmouth"]
+    assert unmentioned("How many homes were flooded in Dunmouth?", flood) == ["Dunmouth"]
     # a name in another form or case is mentioned; months and titles name no one
-    assert unmentioned_names("Did Mrs Ann Ross see the Ukrainian-backed raid in May?",
+    assert unmentioned("Did Mrs Ann Ross see the Ukrainian-backed raid in May?",
                              "ANN ROSS, 54, watched Ukraine's raid.") == []
 
 
@@ -939,6 +939,27 @@ def test_a_measure_of_another_thing_is_no_answer() -> None:
     assert "96 metres" in scored_sentences("How tall is the pylon of the bridge?", passages)[0].text
     # a name may be called otherwise ("the bridge"), so a named thing need not be repeated
     assert measured_thing("How long is the Harlow Crossing?") is None
+    # what "It" stands for may be named further back in its paragraph ("the building" is the hospital), not in
+    # another paragraph
+    text = ("The new hospital admitted its first patients. The building, which cost £48 million, has 120 beds. It "
+            "is 22 metres tall.\n\nA crane was brought in for the work. It is 40 metres tall.")
+    chain = extractive_over("a.txt", text)
+    assert [c.quote for c in chain.ask("How tall is the new hospital?").citations] == ["It is 22 metres tall."]
+    assert [c.quote for c in chain.ask("How tall is the crane?").citations] == ["It is 40 metres tall."]
+    assert chain.ask("How tall is the school?").abstained
+
+
+def test_a_figure_of_another_dimension_or_no_money_is_no_answer() -> None:
+    q = "How long is the barrier?"
+    assert has_answer_of_type(Asked("measure", "long"), "The barrier would be 600 metres long and 1.2 metres high.", q)
+    assert not has_answer_of_type(Asked("measure", "long"), "The barrier would be 1.2 metres high.", q)
+    assert not has_answer_of_type(Asked("measure", "long"), "The hospital is five storeys tall.", q)
+    assert has_answer_of_type(Asked("measure", "high"), "The hospital is five storeys.", "How high is the hospital?")
+    # compensation is money: a figure in a currency answers, the word alone does not
+    asked = analyse_question("How much compensation did Mr Doyle receive?")
+    assert asked == Asked("number", "compensation")
+    assert not has_answer_of_type(asked, "He is pursuing a separate claim for compensation of 3 kinds.", "")
+    assert has_answer_of_type(asked, "He received compensation of £12,000.", "")
 
 
 def test_who_holds_a_role_of_another_place_is_no_answer() -> None:
