@@ -723,6 +723,39 @@ def differing_figures(chosen: Sequence[Candidate], candidates: Sequence[Candidat
 _SECOND_ASK = re.compile(r",? and (how|what|which|who|whom|when|where|why)\b", re.I)
 
 
+_OPENING_QUOTES = "\"“"
+
+
+def _opens_quote(text: str) -> bool:
+    """Does the text leave a quotation open ('"It is not just gold.' before 'It is the story ...," she said')?"""
+    curly = text.count("“") > text.count("”")
+    return curly or text.count('"') % 2 == 1
+
+
+def quoted_words_after(text: str, sentence: str, speaker: str, most: int = 3) -> list[str]:
+    """The quoted sentences that follow `sentence` in its paragraph of `text` and go on giving the speaker's
+    words: 'Helen Okafor said the company was disappointed.' is followed by '"Our proposals ...," she said.' and
+    '"The strike will hurt the passengers."'. They stop at the first sentence that is no quotation, at one given
+    to another name, at the paragraph's end, or after `most`."""
+    at = text.find(sentence)
+    if at < 0:
+        return []
+    after: list[str] = []
+    inside, end = _opens_quote(sentence), at + len(sentence)
+    for s, e in sentence_spans(text):
+        if s < end:
+            continue
+        line = text[s:e]
+        outside = re.sub(r"\"[^\"]*\"|“[^”]*”|[\"“].*$", " ", line)  # the words around the quotation
+        others = {m.group()[:5].lower() for m in _name_matches(outside)} - {w[:5] for w in speaker.split()}
+        quoted = inside or line[:1] in _OPENING_QUOTES
+        if "\n\n" in text[end:s] or len(after) >= most or not quoted or others:
+            break
+        after.append(line)
+        inside, end = _opens_quote(line) != inside, e
+    return after
+
+
 def question_parts(question: str) -> list[str]:
     """A question that asks two things ("what did they launch and how many were downed?") as its two asks, each
     answered on its own; any other question as itself."""
@@ -754,7 +787,11 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
         chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once
     if not chosen:
         return CANNOT_ANSWER
-    shown = dict.fromkeys((text, c.passage) for c in chosen for text in (c.lead, c.text) if text)  # once each
+    said = analyse_question(question)
+    follow = {c.text: quoted_words_after(passages[c.passage - 1].text, c.text, said.focus or "") for c in chosen
+              if said.kind == "speech" and has_answer_of_type(said, c.text, question)}  # 'X said ...' "..."
+    shown = dict.fromkeys((text, c.passage) for c in chosen
+                          for text in (c.lead, c.text, *follow.get(c.text, ())) if text)  # once each
     return " ".join(attach_marker(as_prose(text), f"[{n}]") for text, n in shown)
 
 

@@ -29,6 +29,7 @@ from rag.answer import (
     names_focus,
     pack,
     question_parts,
+    quoted_words_after,
     relation_terms,
     render_passages,
     score_sentences,
@@ -354,6 +355,22 @@ def test_a_quote_given_to_he_after_the_speaker_is_named_without_a_saying_verb() 
     assert [c.quote for c in answer.citations] == [
         "Outside court, the managing director, Mr Tom Brennan, apologised to the family.",
         "\"We let Liam down,\" he said."]
+
+
+def test_the_quotes_that_follow_what_the_speaker_said_are_shown_too() -> None:
+    text = ("Northline's chief executive, Helen Okafor, said the company was disappointed. \"Our proposals keep every "
+            "break within the safety limits,\" she said. \"The strike will hurt the passengers.\" \"It helps "
+            "nobody,\" Tom Brennan said.\n\n\"We will talk,\" she added.")
+    answer = extractive_over("a.txt", text).ask("What did Helen Okafor say about the strike?")
+    # her quotes, each cited, up to one given to another name or the paragraph's end
+    assert [c.quote for c in answer.citations] == [
+        "Northline's chief executive, Helen Okafor, said the company was disappointed.",
+        "\"Our proposals keep every break within the safety limits,\" she said.",
+        "\"The strike will hurt the passengers.\""]
+    assert_citations_verify(answer, {"a.txt": text})
+    # a quotation split into sentences goes on until it closes
+    assert quoted_words_after("Marchetti said so. \"It is not gold. It is a story,\" she said. Police came.",
+                              "Marchetti said so.", "marchetti") == ["\"It is not gold.", "It is a story,\" she said."]
 
 
 def test_how_old_asks_for_an_age_and_whose() -> None:
