@@ -250,8 +250,10 @@ DISPUTES: tuple[Probe, ...] = (
           (r"legion", r"\bcorps\b", r"battalion"), kind="names"),
 )
 
-_EVENT_NOUNS = ("incursion", "attack", "raid", "invasion", "offensive", "assault", "strike", "protest", "election",
-                "outbreak", "storm", "earthquake", "flood", "crash", "summit", "conference", "release")
+_EVENT_NOUNS = ("incursion", "attack", "raid", "invasion", "offensive", "assault", "strike", "walkout", "protest",
+                "election", "outbreak", "storm", "earthquake", "flood", "wildfire", "fire", "blaze", "explosion",
+                "crash", "collision", "derailment", "theft", "robbery", "burglary", "heist", "trial", "landing",
+                "launch", "recall", "merger", "takeover", "summit", "conference", "release", "opening", "closure")
 _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
                 "November", "December")
 _PLACE = r"([A-Z][a-z]+(?:-[A-Z][a-z]+)?)"
@@ -596,6 +598,9 @@ class Draft:
 
 
 _PER_ASPECT = {"what": 3, "other": 1}
+# "Other points" fill an event's section up to this many: articles on a topic the aspects do not fit (a theft, a
+# wildfire) have most of their sentences there.
+_MIN_POINTS = 5
 
 
 def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per_event: int = 10) -> Draft:
@@ -614,6 +619,9 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
     for ei in range(max(1, n_events)):
         in_event = sorted((c for c in pool if material.event_of.get(c.doc, 0) == ei and not _DANGLING.match(c.text)
                            and c.aspect in ("what", "who")), key=lambda c: (-_overview_score(c), c.doc, c.start))
+        if not in_event:  # no sentence fits "what happened": the event's most relevant self-standing one
+            in_event = sorted((c for c in pool if material.event_of.get(c.doc, 0) == ei
+                               and not _DANGLING.match(c.text)), key=lambda c: (-_overview_score(c), c.doc, c.start))
         for c in in_event[: 1 if n_events > 1 else 2]:
             if not _redundant(c, chosen):
                 chosen.append(c)
@@ -638,8 +646,10 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
             ranked = sorted((c for c in in_event if c.aspect == aspect),
                             key=lambda c: (-_point_rank(c), c.doc, c.start))
             picked: list[Candidate] = []
+            most = max(_PER_ASPECT["other"], _MIN_POINTS - len(points)) if aspect == "other" else \
+                _PER_ASPECT.get(aspect, per_aspect)
             for c in ranked:
-                if len(picked) >= _PER_ASPECT.get(aspect, per_aspect) or len(points) + len(picked) >= per_event:
+                if len(picked) >= most or len(points) + len(picked) >= per_event:
                     break
                 if c.key in disputed or _redundant(c, chosen + picked):
                     continue

@@ -365,6 +365,46 @@ def test_event_heading_names_month_noun_and_places() -> None:
         "March 2024 election (Belgorod)")
 
 
+def test_event_heading_knows_events_beyond_war_and_politics() -> None:
+    texts = ["The wildfire grew overnight; a lightning strike most likely sparked it.", "The wildfire burned homes."]
+    assert B.event_heading("2024-09-03", texts, "Calder Ridge wildfire") == "September 2024 wildfire"
+    assert B.event_noun("museum theft", ["Thieves broke in. The theft was the second this year."]) == "theft"
+
+
+THEFT = """Thieves take gold astrolabe from harbour museum
+
+Port Ellery, Thursday 5 September 2024 - Thieves broke into the Varnholt Maritime Museum in the early hours of Sunday
+and escaped with a gold astrolabe made in 1568, the museum and police confirmed on Monday.
+
+The astrolabe was made by the Flemish instrument maker Gualterus Arsenius and was bequeathed to the museum in 1932.
+It was displayed in a locked glass case in the navigation gallery on the first floor of the museum.
+
+Detective Inspector Rafael Quint said the thieves entered the museum through a skylight above the gallery.
+Two silver pocket chronometers were also taken from a neighbouring case during the theft, the police said.
+
+The museum's director, Elena Marchetti, said the staff of the museum were devastated by the theft.
+The museum will stay closed to visitors until 10 September while its security is reviewed.
+The insurer has offered a reward of 50,000 euros for information leading to the recovery of the astrolabe.
+It is the second theft from a museum in the region this year, after Roman coins were stolen in March.
+"""
+
+
+@pytest.mark.integration
+def test_a_briefing_on_an_event_the_aspects_do_not_fit_still_has_an_overview_and_points(tmp_path: Path) -> None:
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "theft.txt").write_text(THEFT)
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "ingest", str(tmp_path / "corpus")])
+    State.home = None
+    assert result.exit_code == 0, result.output
+    b = B.make_briefing(load_chain(Settings(home=tmp_path / "home", chroma_url=None)), "Varnholt museum theft")
+    body = b.markdown.split("\n## Sources\n")[0]
+    assert "## September 2024 theft" in body
+    overview = body.split("## Overview\n\n", 1)[1].split("\n\n", 1)[0]
+    assert "astrolabe" in overview and MARKER.search(overview)
+    # a theft fits none of the aspects (what happened, who, claims, losses, aims): its points still fill a section
+    assert len([line for line in body.splitlines() if line.startswith("- ")]) >= 4
+
+
 def test_reduce_parser_reads_sections_and_disagreements() -> None:
     passages = [Passage(chunk_id=f"d{i}#x", doc=f"d{i}", start=0, end=10, text="t") for i in (1, 2)]
     reply = ("## Overview\n- One [1].\n## March 2024 incursion\n- Two [2].\n* Three [1].\n"
