@@ -540,9 +540,9 @@ def _years(text: str) -> set[str]:
 
 def sentence_event_weight(question: str, sentence: str) -> float:
     """A sentence that dates itself in years the question does not name tells of another event ("re-elected on
-    5 May 2023" does not answer "How many votes did she win in 2019?")."""
+    5 May 2023" does not answer "How many votes did she win in 2019?"): no answer, however alike its words."""
     asked, told = _years(question), _years(sentence)
-    return -W_EVENT_MISFIT if asked and told and not asked & told else 0.0
+    return W_UNTYPED if asked and told and not asked & told else 0.0
 
 
 def event_weights(question: str, passages: Sequence[Passage]) -> list[float]:

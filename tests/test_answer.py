@@ -1009,6 +1009,10 @@ def test_a_sentence_dated_in_another_year_tells_of_another_event() -> None:
     text = "Pryce won 9,874 votes on 5 May 2023. Four years earlier, in 2019, she won 8,120 votes."
     scored = scored_sentences("How many votes did Pryce win in 2019?", passages_from_text("a.txt", text))
     assert "8,120" in scored[0].text and "9,874" in scored[1].text
+    # however alike its words, a sentence of another year is no answer
+    answer = extractive_over("a.txt", "The Greyfield fire burned more than 9,000 hectares in 2017.").ask(
+        "How many hectares did the Greyfield fire burn in 2019?")
+    assert answer.abstained
 
 
 def test_how_they_described_it_is_answered_by_a_description() -> None:
