@@ -70,7 +70,9 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
                 shown = str(file).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 skipped.append(Skip(shown, "the file name is not valid UTF-8: rename the file"))
                 continue
-            if doc_id in seen_ids and seen_ids[doc_id] != str(file):
+            if seen_ids.get(doc_id) == str(file):  # the same file through two arguments ("c1 c1", "c1 c1/a.txt")
+                continue
+            if doc_id in seen_ids:
                 skipped.append(Skip.id_taken(str(file), doc_id, seen_ids[doc_id]))
                 continue
             try:

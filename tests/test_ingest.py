@@ -372,6 +372,15 @@ def test_same_id_from_two_folders_is_reported_not_overwritten(tmp_path: Path) ->
     assert "already taken" in skip.reason and str((tmp_path / "a" / "same.txt").resolve()) in skip.reason
 
 
+def test_a_file_given_twice_is_one_document(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one.txt").write_text("Text one.")
+    (tmp_path / "a" / "two.txt").write_text("Text two.")
+    # the same folder twice, and a file of it again: each file once, nothing reported
+    found = scan([tmp_path / "a", tmp_path / "a", tmp_path / "a" / "one.txt"], MB)
+    assert sorted(d.id for d in found.documents) == ["one.txt", "two.txt"] and found.skipped == []
+
+
 def test_doc_ids_are_relative_to_the_folder_given(tmp_path: Path) -> None:
     (tmp_path / "corpus" / "2024" / "03").mkdir(parents=True)
     (tmp_path / "corpus" / "2024" / "03" / "story.txt").write_text("Story.")
