@@ -313,6 +313,8 @@ def eval_(
 
     if record and replay:
         raise fail("--record and --replay exclude each other")
+    if tolerance is not None and not 0 <= tolerance < 1:  # NaN fails this too: a check that could never fail
+        raise fail(f"--tolerance must be a number from 0 to 1, not {tolerance}")
     if check and update_baseline:  # accepting new figures and testing them against the old ones contradict
         raise fail("--check and --update-baseline exclude each other: check first, then update deliberately")
     if junit_xml:

@@ -122,6 +122,12 @@ def test_check_and_update_baseline_together_are_refused_and_the_baseline_kept(ho
     assert baseline.read_text() == accepted and result.stdout == ""
 
 
+@pytest.mark.parametrize("tolerance", ["nan", "-1", "1.5"])
+def test_a_tolerance_that_could_never_or_always_fail_is_refused(home, tolerance):
+    result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(GOLD), "--check", "--tolerance", tolerance])
+    assert result.exit_code == 2 and "--tolerance must be a number from 0 to 1" in result.stderr
+
+
 def test_outputs_are_checked_before_the_run_and_their_folders_made(home, tmp_path):
     gold = tmp_path / "gold.jsonl"
     gold.write_text("\n".join(GOLD.read_text(encoding="utf-8").splitlines()[:2]) + "\n", encoding="utf-8")
