@@ -76,7 +76,8 @@ _TIME_WORD = re.compile(r"^(\d{4}|" + "|".join(_CALENDAR_WORDS) + ")$")
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]+")
 _ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # "US", "FSB": a name even where it opens the sentence
 _TOKEN = re.compile(r"[\w$£€%-]+")  # "£48", "$10", "41%": a figure keeps its currency
-_ISO_DATE = re.compile(r"(19|20)\d\d(-\d\d){0,2}$")  # a year, or a date in ISO form
+_YEAR = r"(?:19|20)\d\d"  # 1900-2099: a year wherever it stands
+_ISO_DATE = re.compile(rf"{_YEAR}(-\d\d){{0,2}}$")  # a year, or a date in ISO form
 # Where the noun phrase after "which" / "how many" ends: an auxiliary, a preposition, or a verb in the past.
 _PHRASE_END = frozenset("did do does was were is are has have had will would could can should may might to of in on "
                         "at for from by with into about that who which said took made led won went came held began "
@@ -257,9 +258,9 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind in ("number", "measure"):
         fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
         if asked.kind == "measure":
-            other = _OTHER_DIMENSIONS.get(asked.focus or "long", frozenset())  # "22 metres tall" is no length
-            return any(_UNITS_OF[asked.focus or "long"] & spot and not other & spot
-                       for spot in (_unit_spot(low, i) for i in fits))
+            measure = asked.focus or "long"
+            other = _OTHER_DIMENSIONS.get(measure, frozenset())  # "22 metres tall" is no length
+            return any(_UNITS_OF[measure] & spot and not other & spot for spot in (_unit_spot(low, i) for i in fits))
     else:
         starts = {m.start() for m in _name_matches(sentence)}
         offsets = [m.start() for m in _TOKEN.finditer(sentence)]
@@ -324,15 +325,19 @@ def _question_names(question: str) -> frozenset[str]:
 _HONORIFICS = frozenset("mr mrs ms miss dr prof sir dame".split())
 
 
+@lru_cache(maxsize=256)
+def _named_things(question: str) -> tuple[str, ...]:
+    """The question's names that name someone or something: months, weekdays and titles ("Mrs") name no one."""
+    names = dict.fromkeys(m.group() for m in _name_matches(question))
+    return tuple(n for n in names if n.lower() not in _CALENDAR_WORDS and n.lower() not in _HONORIFICS)
+
+
 def unmentioned(question: str, article: str) -> list[str]:
     """Names in the question that the article never uses, in any case or form: an article that never mentions
     Dunmouth does not tell how many homes were flooded in Dunmouth, however alike its sentences are. Names match
-    by their first five letters, as elsewhere ("Ukraine", "Ukrainian"); months, weekdays and titles ("Mrs") name
-    no one."""
+    by their first five letters, as elsewhere ("Ukraine", "Ukrainian")."""
     used = {w[:5].lower() for w in _TOKEN.findall(article)}
-    names = dict.fromkeys(m.group() for m in _name_matches(question))
-    return [n for n in names if n.lower() not in _CALENDAR_WORDS and n.lower() not in _HONORIFICS
-            and n[:5].lower() not in used]
+    return [n for n in _named_things(question) if n[:5].lower() not in used]
 
 
 def _describes(tokens: Sequence[str], i: int, names: frozenset[str], thing_asked: bool) -> bool:
@@ -393,7 +398,7 @@ def _is_year(low_tokens: Sequence[str], i: int) -> bool:
     """1900-2099 is a year wherever it stands. An older one only after a preposition and before no noun: "built in
     1858" is a year, "in 1500 soldiers" a count."""
     token = low_tokens[i]
-    if re.fullmatch(r"(19|20)\d\d", token):
+    if re.fullmatch(_YEAR, token):
         return True
     after = low_tokens[i + 1] if i + 1 < len(low_tokens) else ""
     return (bool(re.fullmatch(r"1[0-8]\d\d", token)) and i > 0 and low_tokens[i - 1] in _YEAR_LEAD
@@ -535,7 +540,7 @@ W_EVENT_FIT, W_EVENT_MISFIT, W_EVENT_UNDATED = 0.1, 0.3, 0.05
 
 
 def _years(text: str) -> set[str]:
-    return set(re.findall(r"\b(19\d\d|20\d\d)\b", text))
+    return set(re.findall(rf"\b{_YEAR}\b", text))
 
 
 def sentence_event_weight(question: str, sentence: str) -> float:
@@ -831,7 +836,9 @@ class AnswerChain:
     def generate(self, question: str, q_vec: np.ndarray, passages: Sequence[Passage],
                  on_token: Callable[[str], None] | None = None) -> str:
         if self.backend == "extractive":
-            articles = document_texts(self.retriever, sorted({p.doc for p in passages}), passages)
+            # whole articles are read from the store only when the question names something they must mention
+            articles = (document_texts(self.retriever, sorted({p.doc for p in passages}), passages)
+                        if _named_things(question) else None)
             return extractive_answer(question, q_vec, passages, self.retriever.embedder,
                                      self.retriever.lexical.idf, self.settings, articles)
         messages = self.messages(question, passages)

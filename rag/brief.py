@@ -617,12 +617,10 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
     n_events = len(material.events)
     # Overview: the most central, relevant self-standing sentence of each event (oldest event first).
     for ei in range(max(1, n_events)):
-        in_event = sorted((c for c in pool if material.event_of.get(c.doc, 0) == ei and not _DANGLING.match(c.text)
-                           and c.aspect in ("what", "who")), key=lambda c: (-_overview_score(c), c.doc, c.start))
-        if not in_event:  # no sentence fits "what happened": the event's most relevant self-standing one
-            in_event = sorted((c for c in pool if material.event_of.get(c.doc, 0) == ei
-                               and not _DANGLING.match(c.text)), key=lambda c: (-_overview_score(c), c.doc, c.start))
-        for c in in_event[: 1 if n_events > 1 else 2]:
+        standing = [c for c in pool if material.event_of.get(c.doc, 0) == ei and not _DANGLING.match(c.text)]
+        # what happened and who did it; when no sentence fits those, the event's most relevant self-standing one
+        fits = [c for c in standing if c.aspect in ("what", "who")] or standing
+        for c in sorted(fits, key=lambda c: (-_overview_score(c), c.doc, c.start))[: 1 if n_events > 1 else 2]:
             if not _redundant(c, chosen):
                 chosen.append(c)
                 draft.overview.append(claim(c))
@@ -646,8 +644,9 @@ def extractive_draft(material: Material, embedder: Any, per_aspect: int = 2, per
             ranked = sorted((c for c in in_event if c.aspect == aspect),
                             key=lambda c: (-_point_rank(c), c.doc, c.start))
             picked: list[Candidate] = []
-            most = max(_PER_ASPECT["other"], _MIN_POINTS - len(points)) if aspect == "other" else \
-                _PER_ASPECT.get(aspect, per_aspect)
+            most = _PER_ASPECT.get(aspect, per_aspect)
+            if aspect == "other":  # "Other points" come last and fill a thin section
+                most = max(most, _MIN_POINTS - len(points))
             for c in ranked:
                 if len(picked) >= most or len(points) + len(picked) >= per_event:
                     break
