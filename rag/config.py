@@ -72,7 +72,7 @@ class AnswerSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", toml_file=os.environ.get("RAG_CONFIG", "rag.toml"),
-        extra="ignore",
+        extra="ignore", env_ignore_empty=True,  # RAG_HOME= (empty) is unset, not the current folder
     )
 
     home: Path = Path(".rag")
@@ -116,3 +116,21 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class UnreadableFile(ValueError):
+    """A file the user named (gold set, baseline, response cache) that cannot be read as text."""
+
+
+def read_named_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a file the user named, or UnreadableFile with one line saying what and where."""
+    if not path.exists():
+        raise UnreadableFile(f"{path}: no such {what}")
+    if path.is_dir():
+        raise UnreadableFile(f"{path}: a folder, not a {what}")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UnreadableFile(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UnreadableFile(f"{path}: cannot read the {what}: {e.strerror or e}") from None

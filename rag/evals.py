@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.cite import MARKER, parse_claims
+from rag.config import UnreadableFile, read_named_file
 from rag.types import Answer
 
 
@@ -47,16 +48,14 @@ class GoldItem:
 def load_gold(path: Path, doc_texts: Callable[[str], str | None]) -> list[GoldItem]:
     """Parse and validate a JSONL gold set; `doc_texts(doc)` gives a document's normalised text (None: unknown).
     Every problem is collected, so one run names every bad line."""
-    if not path.exists():
-        raise GoldError(f"{path}: no such gold file")
     problems: list[str] = []
     items: list[GoldItem] = []
     seen: set[str] = set()
     try:
         # JSONL lines end at "\n" only: splitlines() would also break inside strings at U+2028, U+0085, ...
-        lines = path.read_text(encoding="utf-8-sig").split("\n")
-    except UnicodeDecodeError as e:
-        raise GoldError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        lines = read_named_file(path, "gold file").split("\n")
+    except UnreadableFile as e:
+        raise GoldError(str(e)) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -374,7 +373,9 @@ def load_baseline(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"tolerance": 0.02, "backends": {}}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_named_file(path, "baseline file"))
+    except UnreadableFile as e:
+        raise GoldError(str(e)) from None
     except json.JSONDecodeError as e:
         raise GoldError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
     shape = "expected {'tolerance': number, 'backends': {backend: {metric: number or null}}}"

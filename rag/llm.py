@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from rag.config import AnswerSettings
+from rag.config import AnswerSettings, UnreadableFile, read_named_file
 
 
 class ModelError(Exception):
@@ -21,20 +21,25 @@ def openai_chat_model(settings: AnswerSettings, streaming: bool = True) -> Any:
     """ChatOpenAI with an explicit timeout and bounded retries, so a dead server fails in seconds, not minutes."""
     from langchain_openai import ChatOpenAI
 
-    base_url = os.environ.get("OPENAI_BASE_URL")
-    api_key = os.environ.get("OPENAI_API_KEY")
-    if not api_key and not base_url:
-        raise ModelError("the openai backend needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server); "
-                         "use --backend extractive to answer offline")
+    base_url, api_key = model_server("the openai backend", "use --backend extractive to answer offline")
     return ChatOpenAI(
         model=os.environ.get("RAG_ANSWER__OPENAI_MODEL", settings.openai_model),
         base_url=base_url,
-        api_key=SecretStr(api_key or "not-needed"),  # local OpenAI-compatible servers accept any key
+        api_key=SecretStr(api_key),
         timeout=settings.timeout_s,
         max_retries=settings.max_retries,
         temperature=0.0,
         streaming=streaming,
     )
+
+
+def model_server(user: str, way_out: str) -> tuple[str | None, str]:
+    """(base URL, API key) of the server the environment names, or ModelError saying what `user` needs."""
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key and not base_url:
+        raise ModelError(f"{user} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server); {way_out}")
+    return base_url, api_key or "not-needed"  # local OpenAI-compatible servers accept any key
 
 
 def is_client_error(e: BaseException) -> bool:
@@ -66,13 +71,16 @@ class ResponseCache:
             raise ValueError(f"cache mode must be record or replay, not {mode!r}")
         self.path, self.mode = path, mode
         self.entries: dict[str, str] = {}
-        if path.exists():
+        if path.exists() or mode == "replay":  # a recording starts a new file or adds to one
             try:
-                self.entries = json.loads(path.read_text(encoding="utf-8"))
+                entries = json.loads(read_named_file(path, "response cache"))
+            except UnreadableFile as e:
+                raise ModelError(f"{e}{' (make one with --record)' if not path.exists() else ''}") from None
             except json.JSONDecodeError as e:
                 raise ModelError(f"{path}: not a response cache ({e.msg} at line {e.lineno})") from None
-        elif mode == "replay":
-            raise ModelError(f"{path}: no such response cache (make one with --record)")
+            if not isinstance(entries, dict) or not all(isinstance(r, str) for r in entries.values()):
+                raise ModelError(f"{path}: not a response cache (expected a JSON object of recorded replies)")
+            self.entries = entries
 
     @staticmethod
     def key(model: str, messages: list[Any]) -> str:

@@ -183,3 +183,31 @@ def test_a_source_changed_since_ingest_stops_the_eval_with_one_line(tmp_path):
     (corpus / article.name).unlink()
     result = runner.invoke(app, ["--home", str(home), "eval", "--gold", str(gold)])
     assert result.exit_code == 2 and "cannot read its source file" in result.stderr, result.output
+
+
+def test_files_named_by_options_that_cannot_be_read_are_one_line_errors(home, tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    (tmp_path / "binary.json").write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "null-reply.json").write_text('{"key": null}')
+    server = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}  # never called: each case fails before the first question
+    cases = [
+        (["--gold", str(folder)], {}, "a-folder: a folder, not a gold file"),
+        (["--baseline", str(folder)], {}, "a-folder: a folder, not a baseline file"),
+        (["--backend", "openai", "--record", str(folder)], server, "cannot write the response cache"),
+        (["--backend", "openai", "--replay", str(folder)], server, "a-folder: a folder, not a response cache"),
+        (["--backend", "openai", "--replay", str(tmp_path / "binary.json")], server, "binary.json: not valid UTF-8"),
+        (["--backend", "openai", "--replay", str(tmp_path / "list.json")], server,
+         "list.json: not a response cache (expected a JSON object of recorded replies)"),
+        (["--backend", "openai", "--replay", str(tmp_path / "null-reply.json")], server,
+         "null-reply.json: not a response cache"),
+        (["--backend", "openai", "--replay", str(tmp_path / "none.json")], server,
+         "none.json: no such response cache (make one with --record)"),
+    ]
+    for args, env, message in cases:
+        result = runner.invoke(app, ["--home", str(home), "eval", *args], env=env)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, result.stderr)
+        assert result.stdout == ""
