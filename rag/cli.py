@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -22,7 +24,14 @@ if TYPE_CHECKING:  # the commands import what they use when they run: `rag --hel
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
-out = Console(highlight=False, soft_wrap=True)
+
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:  # Rich would exit 1; main() makes it the exit of any tool a pipe stopped
+        raise BrokenPipeError
+
+
+out = _Stdout(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -37,6 +46,8 @@ def settings() -> Settings:
         raise fail(str(e)) from None
     if State.home is not None:
         s = s.model_copy(update={"home": State.home})
+    if s.home.exists() and not s.home.is_dir():
+        raise fail(f"the store folder {s.home} (--home, RAG_HOME) is a file")
     return s
 
 
@@ -64,6 +75,32 @@ def write_output(path: Path, text: str, what: str) -> None:
         raise fail(f"cannot write {what} {path}: {e.strerror or e}") from None
 
 
+LOG_PROGRESS_EVERY_S = 10.0
+
+
+@contextmanager
+def progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A (done, total) callback: a bar on a terminal; in a log (CI, a pipe) a line every LOG_PROGRESS_EVERY_S
+    seconds, so long work shows it is alive and short work prints nothing."""
+    if not err.is_terminal:
+        last = time.monotonic()
+
+        def log(done: int, total: int) -> None:
+            nonlocal last
+            if time.monotonic() - last >= LOG_PROGRESS_EVERY_S:
+                last = time.monotonic()
+                err.print(f"{what}: {done}/{total}", markup=False)
+
+        yield log
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 @contextmanager
 def model_errors() -> Iterator[None]:
     """A failing model server or a bad argument becomes one line and exit 2; anything else is a bug and shows."""
@@ -81,11 +118,13 @@ def model_errors() -> Iterator[None]:
 
 @app.callback()
 def main_options(
-    home: Annotated[Path | None, typer.Option("--home", metavar="DIR",
-                                              help="store folder (env RAG_HOME, default ./.rag)",
-                                              show_default=False)] = None,
+    home: Annotated[str | None, typer.Option("--home", metavar="DIR",
+                                             help="store folder (env RAG_HOME, default ./.rag)",
+                                             show_default=False)] = None,
 ) -> None:
-    State.home = home
+    if home is not None and not home.strip():  # an unset shell variable ("--home $STORE"): not the current folder
+        raise fail("--home is empty: name the store folder")
+    State.home = None if home is None else Path(home)
 
 
 @app.command()
@@ -97,19 +136,18 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
 ) -> None:
     """Load, chunk, embed and store articles. Unchanged files are skipped, changed ones replaced, removed pruned."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from rag.embed import make_embedder
-    from rag.ingest import scan
+    from rag.ingest import scan, why_missing
+    from rag.llm import ModelError
     from rag.store import Store, StoreError, sync
 
     s = settings()
     missing = [p for p in paths if not p.exists()]
     if len(missing) == len(paths):  # a mistyped path: fail before a store is created for nothing
-        raise fail("nothing to ingest: no such file or folder: " + ", ".join(map(str, missing)))
+        raise fail("nothing to ingest: " + "; ".join(f"{p}: {why_missing(p)}" for p in missing))
     try:
         store = Store(s)
-        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s))
+        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s), store=s.home)
         nothing_found = not found.documents and not found.unchanged
         records = store.documents().values() if found.skipped or nothing_found else []
         say_skipped(found.skipped, {str(r.get("source")) for r in records})
@@ -118,12 +156,9 @@ def ingest(
         emptied = prune and not found.skipped and set(found.roots) & {r.get("root") for r in records}
         if nothing_found and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=err, transient=True) as bar:
-            task = bar.add_task("embedding chunks", total=None)
-            report = sync(store, found, s, make_embedder(s.embed), prune=prune,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except StoreError as e:
+        with progress("embedding chunks") as advance:
+            report = sync(store, found, s, make_embedder(s.embed), prune=prune, progress=advance)
+    except (StoreError, ModelError) as e:  # a failed embedder stops before any document's record is written
         raise fail(str(e)) from None
     except KeyboardInterrupt:  # sync writes a document's record last: what the store held before is all there
         raise fail("interrupted: the store still holds every document it held before; run `rag ingest` again to "
@@ -158,6 +193,7 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
     """Store + embedder + retriever + answer chain, or a one-line error for an empty or mismatched store."""
     from rag.answer import AnswerChain
     from rag.embed import make_embedder
+    from rag.llm import ModelError
     from rag.retrieve import Retriever
     from rag.store import Store, StoreError
 
@@ -167,7 +203,7 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
         store = Store(s)
         embedder = make_embedder(s.embed)
         return AnswerChain(Retriever(store, embedder, s.retrieve), s.answer, backend=backend)
-    except StoreError as e:
+    except (StoreError, ModelError) as e:
         raise fail(str(e)) from None
 
 
@@ -306,8 +342,6 @@ def eval_(
                                                    show_default=False)] = None,
 ) -> None:
     """Score the answer chain against a gold set: evidence recall, citation precision, STR-EM, abstention..."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID
-
     from rag import evals
     from rag.llm import ModelError, ResponseCache
 
@@ -321,6 +355,8 @@ def eval_(
         output_file(junit_xml, "the JUnit report")
     if update_baseline:
         output_file(baseline, "the baseline")
+    if record:
+        output_file(record, "the response cache")
     s = settings()
     chain = load_chain(s, backend)
     if (record or replay) and chain.backend == "extractive":
@@ -338,15 +374,10 @@ def eval_(
         raise fail(str(e)) from None
     reports = []
     try:
-        with model_errors(), Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                      console=err, transient=True) as bar:
+        with model_errors():
             for run in range(repeat):
-                task = bar.add_task(f"eval run {run + 1}/{repeat}", total=len(items))
-
-                def advance(done: int, _: int, task: TaskID = task) -> None:
-                    bar.update(task, completed=done)
-
-                reports.append(evals.evaluate(chain, items, advance))
+                with progress(f"eval run {run + 1}/{repeat}") as advance:
+                    reports.append(evals.evaluate(chain, items, advance))
     finally:
         if chain.cache:
             chain.cache.save()
@@ -418,3 +449,26 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except BrokenPipeError:  # the reader stopped early (`rag ask ... | head -1`): quiet, as any Unix tool
+        _detach_stdout()
+        sys.exit(141)  # 128 + SIGPIPE, what the shell reports for a tool the pipe stopped
+    except OSError as e:
+        if not _stdout_failed(e):
+            raise
+        _detach_stdout()
+        err.print(f"[bold red]error:[/] cannot write the output: {escape(e.strerror or str(e))}")
+        sys.exit(2)
+
+
+def _stdout_failed(e: OSError) -> bool:
+    """Did writing to stdout fail (a full disk, a closed file), rather than something the command read?"""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return e.filename is None and e.errno in (errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT)
+
+
+def _detach_stdout() -> None:
+    # Python flushes stdout once more on exit; pointing it at /dev/null keeps that from a second error.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import errno
 import hashlib
 import os
 import re
@@ -40,11 +42,14 @@ class Scan:
     unchanged: list[str] = field(default_factory=list)  # ids of files whose bytes match `known`: not parsed
 
 
-def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str] | None = None) -> Scan:
+def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str] | None = None,
+         store: Path | None = None) -> Scan:
     """Load every supported file under `paths`; a document's id is its path relative to the folder given.
     `known` maps (doc id, source path) to the file hash the store holds: a file with the same bytes is listed in
-    `unchanged` without being parsed, which makes re-ingesting an unchanged corpus cheap."""
+    `unchanged` without being parsed, which makes re-ingesting an unchanged corpus cheap. The `store` folder is
+    never read as part of a corpus it sits in."""
     known = known or {}
+    not_corpus = {os.path.realpath(store)} if store else set()
     unchanged: list[str] = []
     docs: list[Document] = []
     skipped: list[Skip] = []
@@ -53,12 +58,12 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
     seen_ids: dict[str, str] = {}
     for path in paths:
         if not path.exists():
-            skipped.append(Skip(str(path), "no such file or folder"))
+            skipped.append(Skip(str(path), why_missing(path)))
             continue
         if path.is_dir():
             root = path.resolve()
             roots.append(str(root))
-            files, not_read, broken = _walk(root)
+            files, not_read, broken = _walk(root, not_corpus)
             ignored += not_read
             skipped += broken
         else:  # a link's own name is the document's, as it is for a link met in a folder
@@ -97,8 +102,9 @@ def is_utf8(name: str) -> bool:
     return True
 
 
-def _walk(root: Path) -> tuple[list[Path], list[str], list[Skip]]:
-    """The supported files under `root` (hidden ones left out), the others, and the links to nothing.
+def _walk(root: Path, left_out: set[str]) -> tuple[list[Path], list[str], list[Skip]]:
+    """The supported files under `root` (hidden ones and the real folders `left_out` left out), the others, and
+    the links to nothing.
     A linked folder is followed as a linked file is; each real folder and file is read once, so a link up cannot
     loop and a link beside its target adds no copy."""
     files: list[Path] = []
@@ -111,7 +117,8 @@ def _walk(root: Path) -> tuple[list[Path], list[str], list[Skip]]:
             subfolders.clear()
             continue
         walked.add(real)
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        subfolders[:] = [d for d in subfolders
+                         if not d.startswith(".") and os.path.realpath(os.path.join(folder, d)) not in left_out]
         for name in names:
             path = Path(folder, name)
             if name.startswith(".") or not (path.is_file() or path.is_symlink()):
@@ -121,8 +128,20 @@ def _walk(root: Path) -> tuple[list[Path], list[str], list[Skip]]:
             elif path.exists():
                 files.append(path)
             else:
-                broken.append(Skip(str(path), f"a symbolic link to {os.readlink(path)}, which does not exist"))
+                broken.append(Skip(str(path), why_missing(path)))
     return _one_name_per_file(files), ignored, broken
+
+
+def why_missing(path: Path) -> str:
+    """Why a path that does not exist cannot be read: nothing there, a link to nothing, or links in a loop."""
+    if not path.is_symlink():
+        return "no such file or folder"
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link that loops back on itself"
+    return f"a symbolic link to {os.readlink(path)}, which does not exist"
 
 
 def _one_name_per_file(files: list[Path]) -> list[Path]:
@@ -165,10 +184,9 @@ def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
     if suffix == ".pdf":
         text, title = _pdf_text(raw), ""
     else:
-        if b"\x00" in raw[:8192]:
-            raise BadFile("binary content (NUL bytes) in a text file")
-        decoded = _decode(raw)
-        text, title = _html_text(decoded) if suffix in {".html", ".htm"} else (decoded, "")
+        html = suffix in {".html", ".htm"}
+        decoded = _decode(raw, html)
+        text, title = _html_text(decoded) if html else (decoded, "")
     text = normalise(text)
     if suffix == ".pdf":
         text = join_line_end_hyphens(text)
@@ -185,10 +203,41 @@ def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
     )
 
 
-def _decode(raw: bytes) -> str:
+# UTF-32 LE's mark begins with UTF-16 LE's, so it is tried first.
+_BYTE_ORDER_MARKS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                     (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# An HTML page states its charset in its first 1024 bytes (the HTML standard's prescan).
+_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([-\w.:]+)", re.I)
+_WINDOWS_1252_LABELS = frozenset(["iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii", "ascii",
+                                  "windows-1252", "cp1252"])  # browsers read all of these as windows-1252
+
+
+def _decode(raw: bytes, html: bool = False) -> str:
+    """Text in UTF-8; in UTF-16 or UTF-32 with a byte-order mark (Windows editors save "Unicode" so); for an HTML
+    page that is not UTF-8, in the charset it declares."""
+    for mark, codec in _BYTE_ORDER_MARKS:
+        if raw.startswith(mark):
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError as e:
+                raise BadFile(f"not valid {codec.upper()} (byte 0x{raw[e.start]:02x} at offset {e.start})") from e
+            if "\x00" in text:
+                raise BadFile("binary content (NUL characters) in a text file")
+            return text
+    if b"\x00" in raw[:8192]:
+        raise BadFile("binary content (NUL bytes) in a text file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        declared = _META_CHARSET.search(raw[:1024]) if html else None
+        if declared:
+            label = declared.group(1).decode("ascii", "replace").lower()
+            for codec in (["cp1252", "latin-1"] if label in _WINDOWS_1252_LABELS else [label]):
+                try:
+                    return raw.decode(codec)
+                except (LookupError, UnicodeDecodeError):
+                    continue
+            raise BadFile(f"not valid {label} as its <meta> declares, nor UTF-8") from e
         raise BadFile(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from e
 
 

@@ -249,7 +249,9 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
     report = SyncReport(skipped=list(scan.skipped), ignored=list(scan.ignored), unchanged=list(scan.unchanged))
     chunking = chunking_key(settings)
     with store.write_lock():
-        chunks_col = store.chunks_collection(embedder.name, create=True)
+        # Made when the first vectors are in hand: a first ingest whose embedder fails leaves no collection
+        # bound to that embedder behind.
+        chunks_col = store.chunks_collection(embedder.name)
         docs_col = store.docs_collection()
         known = store.documents()
         max_batch = store.client.get_max_batch_size()
@@ -258,7 +260,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
         records: list[tuple[str, dict[str, Any]]] = []
         # The chunks each document has in the store: from its last sync, or from one interrupted before it wrote
         # the record. Those the new chunking keeps are not embedded again.
-        stored_chunks = _chunk_ids_by_doc(chunks_col, [d.id for d in scan.documents], max_batch)
+        stored_chunks = _chunk_ids_by_doc(chunks_col, [d.id for d in scan.documents], max_batch) if chunks_col else {}
         for doc in scan.documents:
             record = known.get(doc.id)
             if record and record.get("source") != doc.source and Path(record["source"]).exists():
@@ -285,6 +287,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
         for part in _batches(len(fresh), step):
             batch = fresh[part]
             vectors = embedder.embed_documents([c.text for _, c in batch])
+            chunks_col = chunks_col or store.chunks_collection(embedder.name, create=True)
             chunks_col.upsert(ids=[c.id for _, c in batch], embeddings=vectors.tolist(),
                               documents=[c.text for _, c in batch],
                               metadatas=[_chunk_metadata(c, d) for d, c in batch])
@@ -292,6 +295,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             if progress:
                 progress(report.embedded, len(fresh))
 
+        chunks_col = chunks_col or store.chunks_collection(embedder.name, create=True)
         for doc, chunks, old_ids in plans:
             kept = [c for c in chunks if c.id in old_ids]  # same text, maybe moved: refresh offsets only
             for part in _batches(len(kept), max_batch):

@@ -408,3 +408,57 @@ def test_links_are_followed_and_a_link_to_nothing_is_reported(tmp_path: Path) ->
     # a link given by name is a document of that name, not of its target's
     assert [(d.id, d.source) for d in scan([corpus / "bell-link.txt"], MB).documents] == [
         ("bell-link.txt", str(corpus / "bell-link.txt"))]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_text_saved_as_utf16_or_utf32_with_a_byte_order_mark_is_read(tmp_path: Path, codec: str) -> None:
+    # Windows editors save "Unicode" text as UTF-16 with a byte-order mark; it is text, not binary content
+    f = tmp_path / "note.txt"
+    bom = {"utf-16-be": b"\xfe\xff"}.get(codec, b"")
+    f.write_bytes(bom + "Der Bürgermeister sprach.\r\nZweite Zeile.".encode(codec))
+    doc = load(f)
+    assert doc.text == "Der Bürgermeister sprach.\nZweite Zeile." and doc.title == "Der Bürgermeister sprach."
+    f.write_bytes(b"\xff\xfeP\x00\x00\x00K\x00")  # a mark, then a NUL character: binary after all
+    with pytest.raises(BadFile, match="binary"):
+        load(f)
+
+
+def test_an_html_page_in_the_charset_it_declares_is_read(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    body = "<p>Le café “ouvert” ferme à midi.</p></body></html>"
+    page.write_bytes(f'<html><head><meta charset="ISO-8859-1"><title>Café</title></head><body>{body}'
+                     .encode("cp1252"))
+    doc = load(page)  # ISO-8859-1 is read as windows-1252, as browsers do: the curly quotes come through
+    assert (doc.title, doc.text) == ("Café", "Le café “ouvert” ferme à midi.")
+    page.write_bytes(b'<html><head><meta http-equiv="Content-Type" content="text/html; charset=koi8-r"></head>'
+                     b"<body><p>\xf0\xd2\xc9\xd7\xc5\xd4.</p></body></html>")
+    assert load(page).text == "Привет."
+    page.write_bytes(f"<html><body>{body}".encode("cp1252"))  # nothing declared: UTF-8 is the only guess
+    with pytest.raises(BadFile, match=r"not valid UTF-8 \(byte 0xe9"):
+        load(page)
+    notes = tmp_path / "notes.txt"  # a text file declares nothing, whatever it contains
+    notes.write_bytes(b'<meta charset="latin1"> caf\xe9')
+    with pytest.raises(BadFile, match="not valid UTF-8"):
+        load(notes)
+
+
+def test_a_link_that_loops_is_reported_as_a_loop(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ok.txt").write_text("Fine.")
+    (corpus / "self.txt").symlink_to(corpus / "self.txt")
+    (tmp_path / "loop.md").symlink_to(tmp_path / "loop.md")
+    found = scan([corpus, tmp_path / "loop.md"], MB)
+    assert [d.id for d in found.documents] == ["ok.txt"]
+    assert {s.path: s.reason for s in found.skipped} == {
+        str(corpus.resolve() / "self.txt"): "a symbolic link that loops back on itself",
+        str(tmp_path / "loop.md"): "a symbolic link that loops back on itself"}
+
+
+def test_the_store_folder_inside_a_corpus_is_not_part_of_it(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "store" / "bm25").mkdir(parents=True)
+    (corpus / "store" / "bm25" / "tokenizer.txt").write_text("a tokenizer name")
+    (corpus / "story.txt").write_text("A story.")
+    assert [d.id for d in scan([corpus], MB, store=corpus / "store").documents] == ["story.txt"]
+    assert len(scan([corpus], MB).documents) == 2  # any other folder of that name is read

@@ -605,3 +605,58 @@ def test_processes_opening_a_fresh_store_at_once_do_not_crash(tmp_path: Path) ->
                 p.kill()
     assert [p.returncode for p in procs] == [0] * n, [o[1][-800:] for o in outs]
     assert [o[0].strip() for o in outs] == ["0"] * n
+
+
+def test_an_unreachable_embedding_server_is_one_line_and_binds_nothing(seed_corpus: Path, tmp_path: Path) -> None:
+    # The first ingest with the OpenAI embedder fails at its first batch: the store must not stay bound to an
+    # embedder that never wrote a vector, or every later ingest with the local one would be refused.
+    home = tmp_path / "home"
+    server = {"RAG_EMBED__PROVIDER": "openai", "OPENAI_API_KEY": "sk-test",
+              "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}
+    result = rag(home, "ingest", str(seed_corpus), **server)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr.strip().splitlines() == [
+        f"error: embedding with openai:text-embedding-3-small failed: cannot reach the model server at "
+        f"{server['OPENAI_BASE_URL']}"]
+    assert Store(Settings(home=home, chroma_url=None)).embedder_name() is None
+    no_key = rag(home, "ingest", str(seed_corpus), RAG_EMBED__PROVIDER="openai", OPENAI_API_KEY=None,
+                 OPENAI_BASE_URL=None)
+    assert no_key.exit_code == 2 and no_key.stderr.startswith(
+        "error: the openai:text-embedding-3-small embedder needs OPENAI_API_KEY"), no_key.output
+    assert ingest(home, seed_corpus, RAG_EMBED__PROVIDER="local")["added"] == SEEDS
+    assert Store(Settings(home=home, chroma_url=None)).embedder_name() == LOCAL
+
+
+def test_a_store_folder_that_is_a_file_or_an_empty_name_is_refused(seed_corpus: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a store")
+    for args in (["ingest", str(seed_corpus)], ["ask", "Who?"]):
+        result = rag(a_file, *args)
+        assert result.exit_code == 2 and result.stderr.strip() == (
+            f"error: the store folder {a_file} (--home, RAG_HOME) is a file"), result.output
+    assert a_file.read_text() == "not a store"
+    empty = runner.invoke(app, ["--home", "", "ingest", str(seed_corpus)])  # "--home $UNSET_VARIABLE"
+    assert empty.exit_code == 2 and empty.stderr.strip() == "error: --home is empty: name the store folder"
+    monkeypatch.setenv("RAG_HOME", "")  # unset, as for any empty RAG_ variable: the default, not the current folder
+    assert Settings.load().home == Path(".rag")
+
+
+def test_a_store_inside_the_corpus_is_not_ingested_as_articles(seed_corpus: Path) -> None:
+    home = seed_corpus / "store"  # its lexical index holds tokenizer.txt, a supported type
+    first = ingest(home, seed_corpus)
+    assert (home / "bm25").is_dir() and sorted(first["added"]) == SEEDS
+    again = ingest(home, seed_corpus)
+    assert again["added"] == [] and sorted(again["unchanged"]) == SEEDS
+
+
+def test_ingest_into_a_log_says_how_far_it_got(seed_corpus: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a terminal there is no bar; a long ingest in CI still shows it is alive, a line at a time.
+    from rag import cli
+
+    monkeypatch.setattr(cli, "LOG_PROGRESS_EVERY_S", 0.0)
+    result = rag(tmp_path / "home", "ingest", str(seed_corpus))
+    assert result.exit_code == 0, result.output
+    total = json.loads(rag(tmp_path / "h2", "ingest", "--json", str(seed_corpus)).stdout)["embedded"]
+    assert f"embedding chunks: {total}/{total}" in result.stderr.splitlines()
