@@ -8,11 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
-class ChunkSettings(BaseModel):
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key in rag.toml is an error, not a silent default
+
+
+class ChunkSettings(_Section):
     size: int = Field(200, ge=16, description="maximum tokens per chunk (cl100k_base)")
     overlap: int = Field(40, ge=0, description="maximum tokens shared by consecutive chunks")
 
@@ -23,18 +27,18 @@ class ChunkSettings(BaseModel):
         return self
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     max_file_mb: float = Field(20.0, gt=0, description="files larger than this are skipped")
     prune: bool = Field(True, description="remove documents whose files left the folder")
 
 
-class EmbedSettings(BaseModel):
+class EmbedSettings(_Section):
     provider: Literal["local", "openai"] = "local"
     openai_model: str = "text-embedding-3-small"
     batch_size: int = Field(16, ge=1, description="texts per model call; small batches pad less on a CPU")
 
 
-class RetrieveSettings(BaseModel):
+class RetrieveSettings(_Section):
     k: int = Field(8, ge=1, description="passages handed to the answer stage")
     candidates: int = Field(30, ge=1, description="hits taken from each retriever before fusion")
     rrf_k: int = 60
@@ -56,7 +60,7 @@ def resolve_backend(choice: str, environ: Mapping[str, str]) -> str:
     return "openai" if environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL") else "extractive"
 
 
-class AnswerSettings(BaseModel):
+class AnswerSettings(_Section):
     backend: Backend = "auto"
     openai_model: str = "gpt-4o-mini"
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
@@ -72,7 +76,7 @@ class AnswerSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", toml_file=os.environ.get("RAG_CONFIG", "rag.toml"),
-        extra="ignore", env_ignore_empty=True,  # RAG_HOME= (empty) is unset, not the current folder
+        extra="forbid", env_ignore_empty=True,  # RAG_HOME= (empty) is unset, not the current folder
     )
 
     home: Path = Path(".rag")
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
             first = e.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "settings"
             env = "RAG_" + "__".join(str(part) for part in first["loc"]).upper()
+            if first["type"] == "extra_forbidden":  # a misspelling: say which names there are
+                nested = len(first["loc"]) > 1
+                names = (type(cls.model_fields[str(first["loc"][0])].default) if nested else cls).model_fields
+                raise ValueError(f"unknown setting {where} ({env} or {cls.model_config.get('toml_file')}); "
+                                 f"known: {', '.join(names)}") from None
             field = cls.model_fields.get(str(first["loc"][0]))
             if len(first["loc"]) == 1 and field and isinstance(field.annotation, type) \
                     and issubclass(field.annotation, BaseModel):

@@ -650,11 +650,23 @@ def test_a_question_in_another_encoding_is_one_line_and_exit_2(seed_home: Path) 
      "bad setting chunk (RAG_CHUNK__* or rag.toml): chunk overlap (60) must be smaller than chunk size (50)"),
     ({"RAG_RETRIEVE__K": "0"}, "bad setting retrieve.k (RAG_RETRIEVE__K"),
     ({"RAG_CONFIG": "/no/such/rag.toml"}, "RAG_CONFIG names /no/such/rag.toml, which is not a file"),
+    ({"RAG_RETRIEVE__KK": "4"}, "unknown setting retrieve.kk (RAG_RETRIEVE__KK or rag.toml); known: k, candidates,"),
 ])
 def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], says: str) -> None:
     result = runner.invoke(app, ["--home", str(tmp_path / "home"), "ask", "Who?"], env=env)
     assert result.exit_code == 2 and says in result.stderr, result.output
     assert not (tmp_path / "home").exists()  # nothing made on the way to the error
+
+
+def test_a_misspelt_section_of_rag_toml_is_named_not_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rag.toml").write_text("[retreive]\nk = 4\n")
+    result = runner.invoke(app, ["--home", str(tmp_path / "home"), "ask", "Who?"])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        "error: unknown setting retreive (RAG_RETREIVE or rag.toml); "
+        "known: home, chroma_url, collection, chunk, ingest, embed, retrieve, answer"), result.output
+    (tmp_path / "rag.toml").write_text("[retrieve]\nk = 4\n")
+    assert Settings.load().retrieve.k == 4
 
 
 @pytest.mark.integration
