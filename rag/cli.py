@@ -143,17 +143,21 @@ def ingest(
 
     s = settings()
     missing = [p for p in paths if not p.exists()]
-    if len(missing) == len(paths):  # a mistyped path: fail before a store is created for nothing
+    if len(missing) == len(paths) and not store_exists(s):  # a mistyped path: no store is made for nothing
         raise fail("nothing to ingest: " + "; ".join(f"{p}: {why_missing(p)}" for p in missing))
     try:
         store = Store(s)
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s), store=s.home)
         nothing_found = not found.documents and not found.unchanged
         records = store.documents().values() if found.skipped or nothing_found else []
-        say_skipped(found.skipped, {str(r.get("source")) for r in records})
         prune = s.ingest.prune and not keep_removed
+        held = {str(r.get("source")) for r in records}
+        # A deleted file named again is pruned, as a deleted file of a folder is: it is not "skipped".
+        removing = set(found.gone) & held if prune else set()
+        skips = [k for k in found.skipped if os.path.abspath(k.path) not in removing]
+        say_skipped(skips, held)
         # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and not found.skipped and set(found.roots) & {r.get("root") for r in records}
+        emptied = prune and (removing or not skips and set(found.roots) & {r.get("root") for r in records})
         if nothing_found and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with progress("embedding chunks") as advance:
@@ -163,7 +167,7 @@ def ingest(
     except KeyboardInterrupt:  # sync writes a document's record last: what the store held before is all there
         raise fail("interrupted: the store still holds every document it held before; run `rag ingest` again to "
                    "finish", 130) from None
-    say_skipped(report.skipped[len(found.skipped):], set())  # found only when compared with the store
+    say_skipped([k for k in report.skipped if k not in skips], set())  # found only when compared with the store
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
@@ -185,7 +189,8 @@ def file_types(paths: Iterable[str]) -> str:
 
 def say_skipped(skips: Iterable[Skip], stored_sources: set[str]) -> None:
     for skip in skips:
-        kept = "; the version ingested before stays in the store" if skip.path in stored_sources else ""
+        held = os.path.abspath(skip.path) in stored_sources
+        kept = "; the version ingested before stays in the store" if held else ""
         err.print(f"skipped {skip.path}: {skip.reason}{kept}", markup=False)
 
 
@@ -197,7 +202,7 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
     from rag.retrieve import Retriever
     from rag.store import Store, StoreError
 
-    if not s.chroma_url and not (s.home / "chroma").exists():  # a mistyped --home: say so, and make nothing there
+    if not store_exists(s):  # a mistyped --home: say so, and make nothing there
         raise fail(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
     try:
         store = Store(s)
@@ -205,6 +210,10 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
         return AnswerChain(Retriever(store, embedder, s.retrieve), s.answer, backend=backend)
     except (StoreError, ModelError) as e:
         raise fail(str(e)) from None
+
+
+def store_exists(s: Settings) -> bool:
+    return bool(s.chroma_url) or (s.home / "chroma").exists()
 
 
 def _known_backend(value: str | None) -> str | None:

@@ -40,6 +40,7 @@ class Scan:
     roots: list[str]  # absolute folders whose documents are in sync scope (for pruning)
     ignored: list[str]  # files of unsupported types met while walking folders
     unchanged: list[str] = field(default_factory=list)  # ids of files whose bytes match `known`: not parsed
+    gone: list[str] = field(default_factory=list)  # absolute paths given that do not exist (also in `skipped`)
 
 
 def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str] | None = None,
@@ -56,9 +57,11 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
     roots: list[str] = []
     ignored: list[str] = []
     seen_ids: dict[str, str] = {}
+    gone: list[str] = []
     for path in paths:
         if not path.exists():
             skipped.append(Skip(str(path), why_missing(path)))
+            gone.append(os.path.abspath(path))
             continue
         if path.is_dir():
             root = path.resolve()
@@ -91,7 +94,7 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
                 skipped.append(Skip(str(file), str(e)))
                 continue
             seen_ids[doc_id] = str(file)
-    return Scan(docs, skipped, roots, ignored, unchanged)
+    return Scan(docs, skipped, roots, ignored, unchanged, gone)
 
 
 def is_utf8(name: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -317,12 +318,15 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             scanned = {d.id for d in scan.documents} | set(scan.unchanged)
             skipped_paths = {s.path for s in scan.skipped}
             for doc_id, record in known.items():
-                gone = record.get("root") in scan.roots and doc_id not in scanned
+                source = record["source"]
                 # A file that still exists but failed to load keeps its chunks: bad input never deletes data.
-                if gone and record.get("source") not in skipped_paths and not Path(record["source"]).exists():
+                left_folder = record.get("root") in scan.roots and doc_id not in scanned and source not in skipped_paths
+                named_and_gone = source in scan.gone  # `rag ingest old.txt` after old.txt was deleted
+                if (left_folder or named_and_gone) and not Path(source).exists():
                     chunks_col.delete(where={"doc": doc_id})
                     docs_col.delete(ids=[doc_id])
                     report.removed.append(doc_id)
+                    report.skipped = [s for s in report.skipped if os.path.abspath(s.path) != source]
 
         if plans or report.removed or not store.lexical_path.exists():
             store.rebuild_lexical_index()

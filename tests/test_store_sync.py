@@ -281,6 +281,29 @@ def test_ingesting_one_file_directly_never_prunes_the_rest(seed_corpus: Path, tm
     assert summary["chunks"] == first["chunks"]
 
 
+def test_a_deleted_file_named_again_is_pruned_and_nothing_else(seed_corpus: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file ingested on its own has no folder whose ingest would prune it: naming it again after deleting it does
+    home = tmp_path / "home"
+    alone = tmp_path / "note.txt"
+    alone.write_text("The harbour master counted 14 trawlers in port on Friday.\n")
+    ingest(home, seed_corpus)
+    ingest(home, alone)
+    alone.unlink()
+    monkeypatch.chdir(tmp_path)  # named as typed, relative to the current folder
+    kept = rag(home, "ingest", "--keep-removed", "note.txt")
+    assert kept.exit_code == 2 and "skipped note.txt: no such file or folder; the version ingested before stays in " \
+        "the store" in kept.stderr, kept.output
+    assert "note.txt" in Store(Settings(home=home, chroma_url=None)).documents()
+    summary = ingest(home, "note.txt", tmp_path / "never-was.txt", expect_exit=2)
+    assert summary["removed"] == ["note.txt"] and summary["chunks"] == sum(
+        len(v) for v in ids_by_doc(stored(home)).values())
+    assert [s["path"] for s in summary["skipped"]] == [str(tmp_path / "never-was.txt")]  # the other one is a mistake
+    assert sorted(Store(Settings(home=home, chroma_url=None)).documents()) == SEEDS
+    again = rag(home, "ingest", "note.txt")
+    assert again.exit_code == 2 and "nothing to ingest" in again.stderr
+
+
 def test_changed_chunk_settings_rechunk_every_document(seed_corpus: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     ingest(home, seed_corpus)
