@@ -277,8 +277,9 @@ def repl(
 
     s = settings()
     chain = load_chain(s, backend)  # exits 2 with "run `rag ingest PATH` first" on an empty store
-    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())  # piped: one line per line, no 80 columns
-    shell = Repl(chain, console, k=k)
+    piped = not sys.stdout.isatty()
+    console = Console(highlight=False, soft_wrap=piped)  # piped: one line per line, no 80 columns
+    shell = Repl(chain, console, k=k, markdown_as_text=piped)
     problem = shell.check_backend()
     if problem:
         raise fail(problem)

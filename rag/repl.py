@@ -112,10 +112,13 @@ def describe_error(e: BaseException) -> str:
 
 
 class Repl:
-    def __init__(self, chain: Any, console: Console, k: int | None = None, stream: bool | None = None) -> None:
+    def __init__(self, chain: Any, console: Console, k: int | None = None, stream: bool | None = None,
+                 markdown_as_text: bool = False) -> None:
         self.chain = chain
         self.console = console
         self.k = k
+        # Piped output gets a briefing's Markdown as written: rendered bullets would be cut at the console's width.
+        self.markdown_as_text = markdown_as_text
         self.docs: list[str] | None = None  # active :filter, as resolved document ids
         self.last: Answer | None = None
         self.history: list[tuple[str, str]] = []  # (question as answered, answer text) for follow-ups
@@ -415,7 +418,10 @@ class Repl:
         # :k is not passed on: a briefing's k counts passages per sub-query, and it picks its own default.
         with self._busy(f"writing a briefing on {arg}…"):
             briefing = brief.make_briefing(self.chain, arg)
-        self.console.print(Markdown(briefing.markdown))
+        if self.markdown_as_text:
+            self.console.print(briefing.markdown, markup=False, highlight=False, end="")
+        else:
+            self.console.print(Markdown(briefing.markdown))
 
     def cmd_json(self, arg: str) -> None:
         self.console.print_json(json.dumps(self._need_answer().to_json(), ensure_ascii=False))

@@ -403,7 +403,7 @@ def rag_env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.integration
 def test_real_command_with_piped_stdin(home: Path) -> None:
-    keys = f"{QUESTION}\n:k abc\n:json\n:quit\n"
+    keys = f"{QUESTION}\n:k abc\n:json\n:brief Kursk\n:quit\n"
     env = {k: v for k, v in rag_env().items() if k != "COLUMNS"}  # a pipe has no width: rich would take 80
     done = subprocess.run([str(RAG), "--home", str(home), "repl"], input=keys, capture_output=True, text=True,
                           timeout=300, env=env, cwd=ROOT)
@@ -417,6 +417,10 @@ def test_real_command_with_piped_stdin(home: Path) -> None:
     assert "Traceback" not in out + done.stderr
     answer = json.loads(out[out.index('{\n  "question"'):out.rindex("}") + 1])["answer"]
     assert answer in out  # piped, an answer is one line however long, not cut at 80 columns
+    briefing = out[out.index("# Briefing: Kursk"):]  # piped, a briefing is its Markdown: bullets whole, not cut
+    bullets = [line for line in briefing.splitlines() if line.startswith("- ")]
+    assert "\n## " in briefing and bullets and max(map(len, bullets)) > 80
+    assert all(re.search(r"\[\d+\]\.?$", b) for b in bullets), bullets
 
 
 class Pty:
