@@ -16,9 +16,10 @@ from rag.types import Chunk
 # than wrap a line (see `wrapped_breaks`).
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s)|\n""")
 # Bumped whenever sentence boundaries or the text read from a file change (version 5: numbered list items, PDF
-# line-end hyphens; 6: "a.m." before a word in lower case; 7: "300." opening a wrapped line is no list item): stores
-# read and chunk every document again on the next ingest.
-SPLITTER_VERSION = 7
+# line-end hyphens; 6: "a.m." before a word in lower case; 7: "300." opening a wrapped line is no list item; 8: HTML
+# without site navigation or page footer, table cells apart): stores read and chunk every document again on the next
+# ingest.
+SPLITTER_VERSION = 8
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s", "no", "gen", "col", "lt"}
 # Letters and dots, up to the last letter: "a.m", "U.K". Such a word's final full stop may also end the sentence.
 INITIALISM = re.compile(r"\b(?:[A-Za-z]\.)+[A-Za-z]$")

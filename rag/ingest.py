@@ -272,7 +272,7 @@ def join_line_end_hyphens(text: str) -> str:
 _BLOCK_TAGS = frozenset(["p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "li", "ul",
                          "ol", "dl", "dt", "dd", "table", "tr", "pre", "blockquote", "figure", "figcaption", "br",
                          "hr", "h1", "h2", "h3", "h4", "h5", "h6", "title"])
-_DROPPED_TAGS = frozenset(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"])
+_DROPPED_TAGS = frozenset(["script", "style", "noscript", "template", "head", "svg", "iframe", "object", "nav"])
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _PRE_TAGS = frozenset(["pre", "textarea"])
 
@@ -309,9 +309,12 @@ def _html_text(html: str) -> tuple[str, str]:
         elif isinstance(node, NavigableString):
             if type(node) in (NavigableString, CData):  # not a comment, doctype or processing instruction
                 parts.append(str(node) if in_pre else re.sub(r"\s+", " ", node))
-        elif isinstance(node, Tag) and node.name not in _DROPPED_TAGS and not _is_hidden(node):
+        elif isinstance(node, Tag) and node.name not in _DROPPED_TAGS and not _is_hidden(node) \
+                and not _is_page_chrome(node):
             if node.name in _BLOCK_TAGS:
                 parts.append("\n\n")
+            elif node.name in ("td", "th") and node.find_previous_sibling(["td", "th"]):
+                parts.append(" | ")  # a row's cells stay apart: "Kursk | 300", not "Kursk300"
             in_pre += node.name in _PRE_TAGS
             stack.append(_End(node.name, len(parts)))
             stack.extend(reversed(node.contents))
@@ -319,6 +322,13 @@ def _html_text(html: str) -> tuple[str, str]:
         title = " ".join("".join(parts[h1_at[0]:h1_at[1]]).split())
     lines = (" ".join(line.split()) for line in "".join(parts).split("\n"))
     return "\n".join(lines), title
+
+
+def _is_page_chrome(tag) -> bool:  # type: ignore[no-untyped-def]
+    """Site navigation and the page's own footer (not an article's): links and legal text, never the story."""
+    if str(tag.attrs.get("role", "")).lower() == "navigation":
+        return True
+    return bool(tag.name == "footer" and not tag.find_parent(["article", "main"]))
 
 
 def _is_hidden(tag) -> bool:  # type: ignore[no-untyped-def]

@@ -462,3 +462,17 @@ def test_the_store_folder_inside_a_corpus_is_not_part_of_it(tmp_path: Path) -> N
     (corpus / "story.txt").write_text("A story.")
     assert [d.id for d in scan([corpus], MB, store=corpus / "store").documents] == ["story.txt"]
     assert len(scan([corpus], MB).documents) == 2  # any other folder of that name is read
+
+
+def test_html_site_navigation_and_page_footer_are_left_out_and_table_cells_kept_apart(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<html><body><header><h1>Kursk raid</h1><nav><a href="/">Home</a> | <a href="/w">World</a></nav></header>'
+        '<div role="navigation">Skip to content</div><main><article><p>The raid began at dawn.</p>'
+        "<table><tr><th>Region</th><th>Drones</th></tr><tr><td>Kursk</td><td>300</td></tr></table>"
+        "<footer>By Anna Ross, 12 March 2024</footer></article></main>"
+        "<footer>© 2024 Example News. Privacy | Terms</footer></body></html>", encoding="utf-8")
+    doc = load(page)
+    assert doc.text == ("Kursk raid\n\nThe raid began at dawn.\n\nRegion | Drones\n\nKursk | 300\n\n"
+                        "By Anna Ross, 12 March 2024")  # an article's own footer is part of it
+    assert doc.title == "Kursk raid" and doc.date == "2024-03-12"
