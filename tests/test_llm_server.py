@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -137,6 +138,61 @@ def test_rag_ask_openai_json_end_to_end(server_env: str, store_home: Path, monke
     assert data["backend"] == "openai" and data["question"] == QUESTION
     check_answer_json(data)
     assert data["timings_ms"]["generate"] > 0
+
+
+# -- OpenAI embeddings from the real server ------------------------------------------------------------------
+# llama.cpp's server with --embedding; its command line has no pooling flag, and SmolLM2 names none, so without
+# this it returns one vector per token. Mean pooling makes /v1/embeddings answer as OpenAI's does: one per text.
+MEAN_POOLED_SERVER = """
+import sys
+import llama_cpp
+from llama_cpp.server.__main__ import main
+load = llama_cpp.Llama.__init__
+def mean_pooled(self, *args, **kwargs):
+    load(self, *args, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, **kwargs)
+llama_cpp.Llama.__init__ = mean_pooled
+sys.argv[0] = "llama_cpp.server"
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def embedding_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    command = [sys.executable, "-c", MEAN_POOLED_SERVER, "--model", str(gguf_path()), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048", "--embedding", "true"]
+    with running_server(command, f"{base_url}/models", tmp_path_factory.mktemp("llama-embed") / "server.log", 120):
+        yield base_url
+
+
+def test_ingest_and_ask_with_embeddings_from_a_real_openai_compatible_server(
+        embedding_server: str, seed_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_EMBED__PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", embedding_server)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    home = tmp_path / "home"
+
+    def rag(*args: str) -> Any:
+        return runner.invoke(app, ["--home", str(home), *args])
+
+    first = rag("ingest", "--json", str(seed_corpus))
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert len(summary["added"]) == 5 and summary["embedded"] == summary["chunks"] > 0
+    from rag.store import Store
+
+    store = Store(Settings(home=home, chroma_url=None))
+    assert store.embedder_name() == "openai:text-embedding-3-small"
+    assert json.loads(rag("ingest", "--json", str(seed_corpus)).stdout)["embedded"] == 0  # unchanged: no calls
+    asked = rag("ask", "--json", "--backend", "extractive", QUESTION)
+    assert asked.exit_code == 0, asked.output
+    data = json.loads(asked.stdout)
+    check_answer_json(data)  # the question's vector came from the server too, and every citation verifies
+    assert not data["abstained"] and any("26 drones" in c["quote"] for c in data["citations"]), data
+    monkeypatch.setenv("RAG_EMBED__PROVIDER", "local")  # vectors of two embedders never mix
+    mixed = rag("ask", QUESTION)
+    assert mixed.exit_code == 2 and "was built with openai:text-embedding-3-small" in mixed.stderr
 
 
 # -- failures are one clear line, within the configured time ----------------------------------------------
