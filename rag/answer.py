@@ -638,6 +638,11 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str, cont
         return W_UNTYPED  # "How tall is the crane?" - "Its pylon stands 96 metres tall" measures another thing
     if asked.kind in ("name", "place", "number") and relation and not relation & content_stems(text):
         return W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
+    # "Who is the chief executive of Westgrid?": the fire chief's sentence has a chief, no executive. ("Which
+    # newspaper ..." is answered by a paper's name without the word.)
+    role = stem(asked.focus) if asked.kind == "name" and asked.focus and question.lower().startswith("who") else None
+    if role in relation and role not in content_stems(text):
+        return W_UNTYPED
     if asked.kind:
         return W_ANCHORED if names_focus(asked, text) else W_TYPED
     # "what did they say their mission was": the sentence that names the mission

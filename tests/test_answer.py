@@ -910,6 +910,18 @@ def test_relation_terms_are_what_the_question_asks_about_its_names() -> None:
     assert [c.quote for c in answer.citations] == ["Gorse Field covers 12 hectares."]
 
 
+def test_who_holds_a_role_is_not_answered_by_a_sentence_without_the_role() -> None:
+    text = ("County fire chief Marcus Delaney said the blaze began at a power line owned by Westgrid Energy. "
+            "Westgrid Energy said it was cooperating with the investigation.")
+    chain = extractive_over("fire.txt", text)
+    assert chain.ask("Who is the chief executive of Westgrid Energy?").abstained  # a chief, but no executive
+    answer = chain.ask("Who is the fire chief?")
+    assert [c.quote for c in answer.citations] == [text.split(". ")[0] + "."]
+    # "which" asks for a kind of thing, whose name is answer enough without the word: "Which newspaper quoted ..."
+    paper = extractive_over("p.txt", "The Kyiv Independent quoted the strategists at length on Monday.")
+    assert not paper.ask("Which newspaper quoted the strategists?").abstained
+
+
 def test_a_figure_for_another_act_or_owner_is_no_count() -> None:
     passages = passages_from_text("a.txt", "The ministry announced it shot down 26 drones over seven regions. "
                                            "More than 100 Ukrainian fighters were allegedly killed.")
