@@ -250,11 +250,15 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
     if asked.kind == "colour":
         return any(t in _COLOURS and t[:5] not in known for t in low)
+    # "the first strike since 2019" looks back: it says when the last one was, never when the next "will" be
+    ahead = re.search(r"\bwill\b", question, re.I)
+    since = {i for i, t in enumerate(low) if i and low[i - 1] == "since"} if ahead else set()
     if asked.kind == "year":  # "On March 12" does not say which year
-        return any((_ISO_DATE.match(t) or _is_year(low, i)) and t[:4] not in known for i, t in enumerate(low))
+        return any((_ISO_DATE.match(t) or _is_year(low, i)) and t[:4] not in known and i not in since
+                   for i, t in enumerate(low))
     if asked.kind == "date":  # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
         return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
-                   for i, t in enumerate(low))
+                   and i not in since for i, t in enumerate(low))
     if asked.kind in ("number", "measure"):
         fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
         if asked.kind == "measure":

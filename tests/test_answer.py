@@ -1039,6 +1039,17 @@ def test_a_sentence_dated_in_another_year_tells_of_another_event() -> None:
     assert answer.abstained
 
 
+def test_a_date_that_looks_back_does_not_say_when_something_will_happen() -> None:
+    text = ("Train drivers at Northline will stage a 48-hour strike from Monday 9 September. "
+            "It is the first strike on the network since 2019.")
+    chain = extractive_over("strike.txt", text)
+    ahead = chain.ask("When will the Northline strike begin?")
+    assert [c.quote for c in ahead.citations] == [text.split(". ")[0] + "."]
+    # looking back, "since 2019" is the answer
+    back = chain.ask("When was the last strike on the Northline network?")
+    assert [c.quote for c in back.citations] == ["It is the first strike on the network since 2019."]
+
+
 def test_how_they_described_it_is_answered_by_a_description() -> None:
     passages = passages_from_text("a.txt", "Two Russian groups crossed into the Belgorod region and fought there. "
                                            "The Kremlin called the fighters a sabotage group.")
