@@ -157,7 +157,7 @@ def ingest(
         skips = [k for k in found.skipped if os.path.abspath(k.path) not in removing]
         say_skipped(skips, held)
         # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and (removing or not skips and set(found.roots) & {r.get("root") for r in records})
+        emptied = prune and (removing or (not skips and set(found.roots) & {r.get("root") for r in records}))
         if nothing_found and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with progress("embedding chunks") as advance:
@@ -471,7 +471,8 @@ def main() -> None:
 
 
 def _stdout_failed(e: OSError) -> bool:
-    """Did writing to stdout fail (a full disk, a closed file), rather than something the command read?"""
+    """Is stdout what failed (a full disk), rather than a file the command used? Flushing it may fail again; if
+    not, an error of writing that names no file is taken for it (errors on files the command opens name them)."""
     try:
         sys.stdout.flush()
     except OSError:
