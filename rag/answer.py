@@ -218,12 +218,14 @@ def yes_no_deed(question: str) -> str | None:
     return tokens[i]
 
 
-@lru_cache(maxsize=256)
-def _stems(text: str) -> frozenset[str]:
-    """Word stems of the question, hyphenated words also by their parts ("US-made" names "US"). Five letters,
-    not the six of content-word stems: a name must match across "Russia" / "Russian" / "Russia's"."""
+def _word_prefixes(text: str) -> frozenset[str]:
+    """Word stems of a text, hyphenated words also by their parts ("US-made" names "US"). Five letters, not the
+    six of content-word stems: a name must match across "Russia" / "Russian" / "Russia's"."""
     words = re.findall(r"[\w-]+", text.lower())
     return frozenset({w[:5] for w in words} | {part[:5] for w in words if "-" in w for part in w.split("-") if part})
+
+
+_stems = lru_cache(maxsize=256)(_word_prefixes)  # a question's, asked of every sentence; articles are not cached
 
 
 # How an age is written: "Mr George Lyle, 67,", "aged 67", "a 67-year-old", "67 years old".
@@ -250,13 +252,14 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any(t in _MONTH_NAMES and t[:5] not in known for t in low)
     if asked.kind == "colour":
         return any(t in _COLOURS and t[:5] not in known for t in low)
-    # "the first strike since 2019" looks back: it says when the last one was, never when the next "will" be
-    ahead = re.search(r"\bwill\b", question, re.I)
-    since = {i for i, t in enumerate(low) if i and low[i - 1] == "since"} if ahead else set()
-    if asked.kind == "year":  # "On March 12" does not say which year
-        return any((_ISO_DATE.match(t) or _is_year(low, i)) and t[:4] not in known and i not in since
-                   for i, t in enumerate(low))
-    if asked.kind == "date":  # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
+    if asked.kind in ("year", "date"):
+        # "the first strike since 2019" looks back: it says when the last one was, never when the next "will" be
+        ahead = re.search(r"\bwill\b", question, re.I)
+        since = {i for i in range(1, len(low)) if low[i - 1] == "since"} if ahead else set()
+        if asked.kind == "year":  # "On March 12" does not say which year
+            return any((_ISO_DATE.match(t) or _is_year(low, i)) and t[:4] not in known and i not in since
+                       for i, t in enumerate(low))
+        # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
         return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
                    and i not in since for i, t in enumerate(low))
     if asked.kind in ("number", "measure"):
@@ -340,7 +343,7 @@ def unmentioned(question: str, article: str) -> list[str]:
     """Names in the question that the article never uses, in any case or form: an article that never mentions
     Dunmouth does not tell how many homes were flooded in Dunmouth, however alike its sentences are. Names match
     by their first five letters, as elsewhere ("Ukraine", "Ukrainian")."""
-    used = {w[:5].lower() for w in _TOKEN.findall(article)}
+    used = _word_prefixes(article)
     return [n for n in _named_things(question) if n[:5].lower() not in used]
 
 
@@ -376,6 +379,11 @@ def _owners_in(tokens: Sequence[str], at: Sequence[int]) -> set[str]:
     return _names_at(tokens, [j for i in at if i + 1 < len(tokens) and tokens[i + 1] == "of" for j in (i + 2, i + 3)])
 
 
+def asks_who(question: str) -> bool:
+    """Does the question ask for a person ("Who is the mayor of ...")?"""
+    return bool(re.match(r"\W*(who|whom|whose)\b", question, re.I))
+
+
 def _owned_by_another(asked: Asked, question: str, tokens: Sequence[str], near: Sequence[int]) -> bool:
     """The question ties its noun to a name ("the governor of the Belgorod region") and the sentence (its
     `tokens`) puts another name before it ("Kursk Governor Roman Starovoyt"): another governor, so no answer.
@@ -383,7 +391,7 @@ def _owned_by_another(asked: Asked, question: str, tokens: Sequence[str], near: 
     after "which villages" it names the villages asked for ("the villages of Kozinka")."""
     owners = _question_owners(asked, question)
     theirs = _names_at(tokens, [i - 1 for i in near])
-    if re.match(r"\W*(who|whom|whose)\b", question, re.I):
+    if asks_who(question):
         theirs |= _owners_in(tokens, near)
     return bool(owners and theirs) and not owners & theirs
 
@@ -644,7 +652,7 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str, cont
         return W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
     # "Who is the chief executive of Westgrid?": the fire chief's sentence has a chief, no executive. ("Which
     # newspaper ..." is answered by a paper's name without the word.)
-    role = stem(asked.focus) if asked.kind == "name" and asked.focus and question.lower().startswith("who") else None
+    role = stem(asked.focus) if asked.kind == "name" and asked.focus and asks_who(question) else None
     if role in relation and role not in content_stems(text):
         return W_UNTYPED
     if asked.kind:

@@ -139,7 +139,7 @@ def ingest(
     from rag.embed import make_embedder
     from rag.ingest import scan, why_missing
     from rag.llm import ModelError
-    from rag.store import Store, StoreError, sync
+    from rag.store import Store, StoreError, file_hashes, sync
 
     s = settings()
     missing = [p for p in paths if not p.exists()]
@@ -147,17 +147,17 @@ def ingest(
         raise fail("nothing to ingest: " + "; ".join(f"{p}: {why_missing(p)}" for p in missing))
     try:
         store = Store(s)
-        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=store.file_hashes(s), store=s.home)
+        records = store.documents()  # read once: what scan may pass over, and what a skip leaves in place
+        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=file_hashes(records, s), store=s.home)
         nothing_found = not found.documents and not found.unchanged
-        records = store.documents().values() if found.skipped or nothing_found else []
         prune = s.ingest.prune and not keep_removed
-        held = {str(r.get("source")) for r in records}
+        held = {str(r.get("source")) for r in records.values()}
         # A deleted file named again is pruned, as a deleted file of a folder is: it is not "skipped".
         removing = set(found.gone) & held if prune else set()
         skips = [k for k in found.skipped if os.path.abspath(k.path) not in removing]
         say_skipped(skips, held)
         # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and (removing or (not skips and set(found.roots) & {r.get("root") for r in records}))
+        emptied = prune and (removing or (not skips and set(found.roots) & {r.get("root") for r in records.values()}))
         if nothing_found and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with progress("embedding chunks") as advance:

@@ -132,11 +132,7 @@ class Store:
         return dict(zip(got["ids"], got["metadatas"] or [], strict=False))
 
     def file_hashes(self, settings: Settings) -> dict[tuple[str, str], str]:
-        """(doc id, source path) -> hash of the file's bytes, for documents chunked with the current settings:
-        what `scan` needs to pass over unchanged files without parsing them."""
-        chunking = chunking_key(settings)
-        return {(doc_id, r["source"]): r["file_hash"] for doc_id, r in self.documents().items()
-                if r.get("file_hash") and r.get("chunking") == chunking}
+        return file_hashes(self.documents(), settings)
 
     # -- reads ---------------------------------------------------------------------------------------
     def all_chunks(self, page: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -332,6 +328,14 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             store.rebuild_lexical_index()
         report.chunks = chunks_col.count()
     return report
+
+
+def file_hashes(records: dict[str, dict[str, Any]], settings: Settings) -> dict[tuple[str, str], str]:
+    """(doc id, source path) -> hash of the file's bytes, for documents (`Store.documents()`) chunked with the
+    current settings: what `scan` needs to pass over unchanged files without parsing them."""
+    chunking = chunking_key(settings)
+    return {(doc_id, r["source"]): r["file_hash"] for doc_id, r in records.items()
+            if r.get("file_hash") and r.get("chunking") == chunking}
 
 
 def chunking_key(settings: Settings) -> str:

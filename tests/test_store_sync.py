@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -681,5 +682,5 @@ def test_ingest_into_a_log_says_how_far_it_got(seed_corpus: Path, tmp_path: Path
     monkeypatch.setattr(cli, "LOG_PROGRESS_EVERY_S", 0.0)
     result = rag(tmp_path / "home", "ingest", str(seed_corpus))
     assert result.exit_code == 0, result.output
-    total = json.loads(rag(tmp_path / "h2", "ingest", "--json", str(seed_corpus)).stdout)["embedded"]
-    assert f"embedding chunks: {total}/{total}" in result.stderr.splitlines()
+    total = int(re.search(r"embedded (\d+) chunks", result.stdout).group(1))
+    assert total > 0 and f"embedding chunks: {total}/{total}" in result.stderr.splitlines()
