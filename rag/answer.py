@@ -84,6 +84,9 @@ _PHRASE_END = frozenset("did do does was were is are has have had will would cou
                         "sent saw told gave hit put ran fought joined".split())
 _MONEY = frozenset("money cash funds funding budget compensation damages fine fines salary wages pay payment payout "
                    "price revenue profit ransom bail".split())
+# "How much did it cost", "how much is it worth": a verb that asks for money where no noun does
+_PAYING = re.compile(r"\b(cost|costs|pay|pays|paid|spend|spends|spent|raise|raised|earn|earns|earned|worth|charge|"
+                     r"charged|fined|sell|sold|buy|bought|owe|owed|donate|donated|invest|invested)\b")
 _CURRENCY = frozenset("dollars euros pounds rubles roubles hryvnias yuan yen $".split())
 # "How did X describe Y": the answer is what a source called it.
 _DESCRIBE_Q = re.compile(r"\b(describe|characteri[sz]e|call|label|define|portray|term)\b", re.I)
@@ -98,8 +101,8 @@ class Asked:
     a yes/no question (kind "deed") the deed it asks about ("Did Russia *repel* them?"); for "What did *NATO* say"
     (kind "speech") the speaker."""
 
-    kind: str | None  # number | measure | age | date | year | weekday | month | colour | name | place | description
-    #                   | deed | speech | None
+    kind: str | None  # number | measure | size | age | date | year | weekday | month | colour | name | place
+    #                   | description | deed | speech | None
     focus: str | None = None
 
 
@@ -144,8 +147,15 @@ def analyse_question(question: str) -> Asked:
         head = _head_noun(words[words.index(m.group(1)) + 1:] if m.group(1) in words else [])
         if m.group(1) == "much" and head and head not in _MONEY:
             return Asked(None, head)  # "how much resistance": an amount in words, not a figure
+        if m.group(1) == "much" and not head and _PAYING.search(q):
+            return Asked("number", "money")  # "How much did the hospital cost?": a sum in its currency
         if m.group(1) in ("large", "big"):  # "how large an area" is answered in its unit ("square kilometers")
-            return Asked("measure", "area") if head in _LAND else Asked("number")
+            if head in _LAND:
+                return Asked("measure", "area")
+            # "How large is the site?": an area answers best, though a count may ("a crowd of 6,140")
+            # The thing measured is the focus: its figure stands next to it ("a 3.5-hectare site")
+            sized = re.search(r"\bhow (large|big) (is|are|was|were|will)\b", q)
+            return Asked("size", measured_thing(question)) if sized else Asked("number")
         return Asked("number", head)
     if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout|losses|casualties|toll)\b|\bturnout\b", q):
         return Asked("number")
@@ -262,7 +272,7 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         # "on Monday", "in 2023", "March 12", "2024-03-12"; not "100 fighters"
         return any((t in _CALENDAR_WORDS or _in_date(low, i) or _ISO_DATE.match(t)) and t[:5] not in known
                    and i not in since for i, t in enumerate(low))
-    if asked.kind in ("number", "measure"):
+    if asked.kind in ("number", "measure", "size"):
         fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
         if asked.kind == "measure":
             measure = asked.focus or "long"
@@ -481,7 +491,8 @@ _QUESTION_FORM = frozenset("many much kind type sort name names date day week we
 def question_terms(question: str) -> list[str]:
     """Content words of the question; dates and years drop out unless the question asks for a date, since they
     name the event rather than what is asked about it."""
-    words = [w for w in content_words(question) if w not in _QUESTION_FORM]
+    sizes = set(re.findall(r"\bhow (large|big)\b", question.lower()))  # no article states a size in these words
+    words = [w for w in content_words(question) if w not in _QUESTION_FORM and w not in sizes]
     if analyse_question(question).kind in ("date", "year", "weekday", "month"):
         return words
     return [w for w in words if not _TIME_WORD.match(w)] or words
@@ -495,7 +506,7 @@ def relation_terms(question: str) -> set[str]:
     how = set(re.findall(r"\bhow (\w+)", question.lower()))  # "how large" says what is asked, not of what
     terms = [t for t in question_terms(question) if t not in how and not (asked.kind == "number" and t == asked.focus)]
     relation = {stem(t) for t in terms if t in lower}
-    if not relation and asked.kind == "number":
+    if not relation and asked.kind in ("number", "size"):
         return {stem(t) for t in terms}  # "how many fighters does X have": a count of X's, so X must be named
     return relation
 
@@ -515,11 +526,23 @@ def sharpened_idf(idf: Callable[[str], float], sentences: Iterable[str]) -> Call
     return weight
 
 
+_PARTICLES = ("out", "in", "down", "up", "off", "over", "back")
+
+
+@lru_cache(maxsize=4096)
+def sentence_stems(text: str) -> frozenset[str]:
+    """The text's content stems, and a verb with its particle as one word: "would walk out" speaks of the walkout,
+    "shut down" of a shutdown, "turn out" of the turnout."""
+    words = re.findall(r"[a-z]+", text.lower())
+    joined = {stem(a + b) for a, b in zip(words, words[1:], strict=False) if b in _PARTICLES and len(a) > 2}
+    return content_stems(text) | joined
+
+
 def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], float]) -> float:
     """Share of the question's word weight (idf: rare words weigh more) that the sentence contains."""
     if not terms:
         return 0.0
-    have = content_stems(sentence)
+    have = sentence_stems(sentence)
     total = sum(idf(t) for t in terms)
     return sum(idf(t) for t in terms if stem(t) in have) / total if total else 0.0
 
@@ -645,16 +668,18 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str, cont
         return W_ANCHORED - W_TYPED if names_focus(asked, text) else W_TYPED - W_ANCHORED
     if asked.kind and not has_answer_of_type(asked, text, question):
         return W_UNTYPED
-    thing = measured_thing(question) if asked.kind == "measure" else None
+    thing = measured_thing(question) if asked.kind in ("measure", "size") else None
     if thing and stem(thing) not in content_stems(f"{context} {text}"):
         return W_UNTYPED  # "How tall is the crane?" - "Its pylon stands 96 metres tall" measures another thing
-    if asked.kind in ("name", "place", "number") and relation and not relation & content_stems(text):
+    if asked.kind in ("name", "place", "number", "size") and relation and not relation & sentence_stems(text):
         return W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
     # "Who is the chief executive of Westgrid?": the fire chief's sentence has a chief, no executive. ("Which
     # newspaper ..." is answered by a paper's name without the word.)
     role = stem(asked.focus) if asked.kind == "name" and asked.focus and asks_who(question) else None
     if role in relation and role not in content_stems(text):
         return W_UNTYPED
+    if asked.kind == "size":  # "How large is the site?" - "a 3.5-hectare site" more than "its 640 staff"
+        return W_ANCHORED if has_answer_of_type(Asked("measure", "area"), text, question) else W_TYPED
     if asked.kind:
         return W_ANCHORED if names_focus(asked, text) else W_TYPED
     # "what did they say their mission was": the sentence that names the mission
@@ -804,7 +829,7 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
             elsewhere = {doc for doc, text in articles.items() if unmentioned(part, text)}
             scored = [c for c in scored if passages[c.passage - 1].doc not in elsewhere]
         best = select_sentences(scored, per_part, settings.min_relevance, settings.margin)
-        if best and analyse_question(part).kind in ("number", "measure"):
+        if best and analyse_question(part).kind in ("number", "measure", "size"):
             best += differing_figures(best, scored, passages, settings.min_relevance)
         chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once
     if not chosen:

@@ -29,10 +29,12 @@ from rag.answer import (
     names_focus,
     pack,
     question_parts,
+    question_terms,
     quoted_words_after,
     relation_terms,
     render_passages,
     score_sentences,
+    sentence_stems,
     sharpened_idf,
     unmentioned,
     yes_no_deed,
@@ -953,7 +955,41 @@ def test_dates_are_not_quantities() -> None:
     assert not has_answer_of_type(asked, "On 23 May 2023 the fighting spread.", "How large an area?")
     assert has_answer_of_type(asked, "It covered hundreds of square kilometers.", "How large an area?")
     assert not has_answer_of_type(asked, "It involved hundreds of fighters.", "How large an area?")  # a count
-    assert analyse_question("How large was the crowd?") == Asked("number")
+    # "how large is X": X's size, an area if it is land or a building, a count if it is a crowd
+    assert analyse_question("How large was the crowd?") == Asked("size", "crowd")
+    assert analyse_question("How large a crowd gathered?") == Asked("number")
+
+
+def test_how_large_is_a_thing_is_best_answered_by_its_area_beside_it() -> None:
+    q = "How large is the hospital site?"
+    assert analyse_question(q) == Asked("size", "site")
+    text = ("The firm that built the hospital was fined £220,000 after a worker fell from scaffolding on the site. "
+            "The hospital has 120 beds and stands on a 3.5-hectare site beside the river.")
+    assert [c.quote for c in extractive_over("h.txt", text).ask(q).citations] == [text.split(". ")[1]]
+    # a count still answers where no area is given ("a crowd of 6,140"), but only next to what is measured
+    crowd = extractive_over("c.txt", "The festival sold 9,000 tickets. A crowd of 6,140 watched the final.")
+    assert [c.quote for c in crowd.ask("How large was the crowd?").citations] == ["A crowd of 6,140 watched the final."]
+    # "large" is how the question asks, never how an article states a size
+    assert "large" not in question_terms(q)
+
+
+def test_how_much_did_it_cost_asks_for_a_sum_of_money() -> None:
+    assert analyse_question("How much did the Riverside Community Hospital cost?") == Asked("number", "money")
+    assert analyse_question("How much is the stolen astrolabe worth?") == Asked("number", "money")
+    assert analyse_question("How much did the river rise?") == Asked("number")  # no money in it
+    text = "The hospital cost £48 million and has 120 beds. The coins stolen in March were never recovered."
+    chain = extractive_over("m.txt", text)
+    assert [c.quote for c in chain.ask("How much did the hospital cost?").citations] == [
+        "The hospital cost £48 million and has 120 beds."]
+    assert chain.ask("How much were the stolen coins worth?").abstained  # no sum beside them
+
+
+def test_a_verb_and_its_particle_speak_of_the_noun_they_make() -> None:
+    assert {"walkout", "shutdown"} <= sentence_stems("The drivers would walk out if the line were shut down.")
+    text = ("The union said 1,340 of its drivers would walk out on Monday. "
+            "It added that talks could resume before the walkout begins.")
+    answer = extractive_over("s.txt", text).ask("How many drivers will take part in the walkout?")
+    assert [c.quote for c in answer.citations] == [text.split(" It added")[0]]
 
 
 def test_names_that_do_not_do_what_was_asked_are_no_answer() -> None:
