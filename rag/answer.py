@@ -196,7 +196,8 @@ _SPEECH_Q = re.compile(r"(?i:what (?:did|does|do|has|have) (?:the )?)"
 _SAYING = frozenset(stem(w) for w in "say said tell told write wrote claim state statement announce declare vow warn "
                     "insist accuse deny confirm report assess call describe label brand note argue suggest urge "
                     "promise threaten dismiss add comment respond reply post tweet quote according".split())
-_DETERMINERS = frozenset("the a an its their his her this that these those".split())
+# "the militias", "any equipment": words before the subject's noun
+_DETERMINERS = frozenset("the a an its their his her this that these those any some every each no".split())
 _PRONOUNS = frozenset("it they he she anyone anybody someone".split())
 _SPEAKER_PRONOUNS = ("he", "she", "they")
 
@@ -580,9 +581,30 @@ def _years(text: str) -> set[str]:
 
 def sentence_event_weight(question: str, sentence: str) -> float:
     """A sentence that dates itself in years the question does not name tells of another event ("re-elected on
-    5 May 2023" does not answer "How many votes did she win in 2019?"): no answer, however alike its words."""
+    5 May 2023" does not answer "How many votes did she win in 2019?"): no answer, however alike its words. So
+    does one that names the question's numbered thing without its number ("Kestrel was launched in July" for
+    "When will Kestrel 2 launch?")."""
     asked, told = _years(question), _years(sentence)
-    return W_UNTYPED if asked and told and not asked & told else 0.0
+    if asked and told and not asked & told:
+        return W_UNTYPED
+    another = any(_names_another(name, number, sentence) for name, number in _numbered_names(question))
+    return W_UNTYPED if another else 0.0
+
+
+_NUMBERED = re.compile(r"\b([A-Z][\w-]*) (\d+[A-Za-z]?)\b")  # "Kestrel 2", "Highway 9", "Apollo 11"
+
+
+@lru_cache(maxsize=256)
+def _numbered_names(question: str) -> tuple[tuple[str, str], ...]:
+    """Names with a number that is part of them; not a date ("May 2023") nor a word before a year ("In 2024")."""
+    return tuple((name, number) for name, number in _NUMBERED.findall(question) if not re.fullmatch(_YEAR, number)
+                 and name.lower() not in _CALENDAR_WORDS and name.lower() not in STOPWORDS)
+
+
+def _names_another(name: str, number: str, sentence: str) -> bool:
+    """Does the sentence name `name` only without `number` ("Kestrel", "Kestrel 1"), never as "Kestrel 2"?"""
+    return bool(re.search(rf"\b{re.escape(name)}\b(?![\s-]{number}\b)", sentence)
+                and not re.search(rf"\b{re.escape(name)}[\s-]{number}\b", sentence))
 
 
 def event_weights(question: str, passages: Sequence[Passage]) -> list[float]:

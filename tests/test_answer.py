@@ -34,6 +34,7 @@ from rag.answer import (
     relation_terms,
     render_passages,
     score_sentences,
+    sentence_event_weight,
     sentence_stems,
     sharpened_idf,
     unmentioned,
@@ -769,6 +770,7 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("Did the Russian army stop them?", "deed", "stop"),
     ("Did Ukraine's military help?", "deed", "help"),
     ("Did they try to enter Kursk?", "deed", "enter"),
+    ("Did any equipment malfunction when Kestrel landed?", "deed", "malfunction"),
     ("Did Russia say the attackers were Ukrainian?", None, None),  # what was said is asked, not the saying
     ("What did Putin say in response to the incursions?", "speech", "putin"),
     ("What did the Institute for the Study of War say?", "speech", "institute for the study of war"),
@@ -982,6 +984,19 @@ def test_how_much_did_it_cost_asks_for_a_sum_of_money() -> None:
     assert [c.quote for c in chain.ask("How much did the hospital cost?").citations] == [
         "The hospital cost £48 million and has 120 beds."]
     assert chain.ask("How much were the stolen coins worth?").abstained  # no sum beside them
+
+
+def test_a_thing_named_with_a_number_is_not_answered_for_by_its_namesake() -> None:
+    text = ("Kestrel was launched on 14 July 2024 aboard a Talon 2 rocket. "
+            "A successor mission, Kestrel 2, has been approved in principle.")
+    chain = extractive_over("k.txt", text)
+    assert chain.ask("When will Kestrel 2 launch?").abstained  # Kestrel's launch is not Kestrel 2's
+    assert [c.quote for c in chain.ask("When was Kestrel launched?").citations] == [text.split(" A successor")[0]]
+    later = extractive_over("k2.txt", text + " Kestrel-2 will launch in March 2027.")
+    assert [c.quote for c in later.ask("When will Kestrel 2 launch?").citations] == [
+        "Kestrel-2 will launch in March 2027."]
+    # a date or a year is no number of a name
+    assert sentence_event_weight("What did the May 2023 raid achieve? In 2024 too?", "The raid in May failed.") == 0
 
 
 def test_a_verb_and_its_particle_speak_of_the_noun_they_make() -> None:
