@@ -152,8 +152,8 @@ def analyse_question(question: str) -> Asked:
         if m.group(1) in ("large", "big"):  # "how large an area" is answered in its unit ("square kilometers")
             if head in _LAND:
                 return Asked("measure", "area")
-            # "How large is the site?": an area answers best, though a count may ("a crowd of 6,140")
-            # The thing measured is the focus: its figure stands next to it ("a 3.5-hectare site")
+            # "How large is the site?": a figure next to the thing measured, best an area ("a 3.5-hectare site"),
+            # though a count may do ("a crowd of 6,140")
             sized = re.search(r"\bhow (large|big) (is|are|was|were|will)\b", q)
             return Asked("size", measured_thing(question)) if sized else Asked("number")
         return Asked("number", head)
