@@ -504,8 +504,7 @@ def relation_terms(question: str) -> set[str]:
     many" the counted noun is left out: "26 drones shot down" does not say how many drones were launched."""
     lower = {w for w in re.findall(r"[A-Za-z0-9]+", question) if not w[0].isupper()}  # as content_words splits
     asked = analyse_question(question)
-    how = set(re.findall(r"\bhow (\w+)", question.lower()))  # "how large" says what is asked, not of what
-    terms = [t for t in question_terms(question) if t not in how and not (asked.kind == "number" and t == asked.focus)]
+    terms = [t for t in question_terms(question) if not (asked.kind == "number" and t == asked.focus)]
     relation = {stem(t) for t in terms if t in lower}
     if not relation and asked.kind in ("number", "size"):
         return {stem(t) for t in terms}  # "how many fighters does X have": a count of X's, so X must be named

@@ -104,16 +104,17 @@ def progress(what: str) -> Iterator[Callable[[int, int], None]]:
 @contextmanager
 def model_errors() -> Iterator[None]:
     """A failing model server or a bad argument becomes one line and exit 2; anything else is a bug and shows."""
-    from rag.llm import ModelError, describe_failure, is_client_error
+    from rag.llm import ModelError, client_failure
 
     try:
         yield
     except (ModelError, ValueError) as e:
         raise fail(str(e)) from None
     except Exception as e:  # noqa: BLE001  the client stack raises many types; each gets one line
-        if is_client_error(e):  # the backend may have been picked from the environment: name the way out
-            raise fail(f"{describe_failure(e)}; --backend extractive answers offline") from None
-        raise
+        if (why := client_failure(e)) is None:
+            raise
+        # the backend may have been picked from the environment: name the way out
+        raise fail(f"{why}; --backend extractive answers offline") from None
 
 
 @app.callback()

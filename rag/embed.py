@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.config import EmbedSettings
+from rag.llm import ModelError, client_failure, model_server
 
 
 class Embedder(Protocol):
@@ -58,23 +59,19 @@ class OpenAIEmbedder:
         self.name = f"openai:{model}"
         self.model = model
         self.batch_size = batch_size
-        from rag.llm import model_server
-
         base_url, api_key = model_server(f"the {self.name} embedder", "RAG_EMBED__PROVIDER=local embeds offline")
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=30.0, max_retries=2)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        from rag.llm import ModelError, describe_failure, is_client_error
-
         vectors: list[list[float]] = []
         try:
             for i in range(0, len(texts), self.batch_size):
                 response = self.client.embeddings.create(model=self.model, input=list(texts[i:i + self.batch_size]))
                 vectors.extend(item.embedding for item in response.data)
         except Exception as e:  # noqa: BLE001  the client raises many types; each becomes one line
-            if is_client_error(e):
-                raise ModelError(f"embedding with {self.name} failed: {describe_failure(e)}") from None
-            raise
+            if (why := client_failure(e)) is None:
+                raise
+            raise ModelError(f"embedding with {self.name} failed: {why}") from None
         array = np.asarray(vectors, dtype=np.float32)
         return array / np.linalg.norm(array, axis=1, keepdims=True).clip(min=1e-12)
 

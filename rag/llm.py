@@ -42,12 +42,13 @@ def model_server(user: str, way_out: str) -> tuple[str | None, str]:
     return base_url, api_key or "not-needed"  # local OpenAI-compatible servers accept any key
 
 
-def is_client_error(e: BaseException) -> bool:
-    """A failure of the model client stack (openai, httpx, langchain): these come in many types."""
-    return type(e).__module__.startswith(("openai", "httpx", "langchain"))
+def client_failure(e: BaseException) -> str | None:
+    """One line for a failure of the model client stack (openai, httpx and langchain raise many types); None for
+    any other error, which is a bug and must show as one."""
+    return describe_failure(e) if type(e).__module__.startswith(("openai", "httpx", "langchain")) else None
 
 
-def describe_failure(e: Exception) -> str:
+def describe_failure(e: BaseException) -> str:
     import openai
 
     where = os.environ.get("OPENAI_BASE_URL", "api.openai.com")

@@ -96,7 +96,7 @@ def clean_condensed(reply: str, question: str, previous: str | None = None) -> s
 
 def describe_error(e: BaseException) -> str:
     """One line for any failure of a question or command."""
-    from rag.llm import ModelError, describe_failure, is_client_error
+    from rag.llm import ModelError, client_failure
     from rag.prompts import PromptError
     from rag.store import StoreError
 
@@ -105,8 +105,8 @@ def describe_error(e: BaseException) -> str:
 
     if isinstance(e, ModelError | ValueError | StoreError | PromptError) and first_line(str(e)):
         return first_line(str(e))
-    if isinstance(e, Exception) and is_client_error(e):
-        return first_line(describe_failure(e))
+    if (why := client_failure(e)) is not None:
+        return first_line(why)
     detail = first_line(str(e))
     return f"{type(e).__name__}: {detail}" if detail else type(e).__name__
 

@@ -148,13 +148,9 @@ def from_langchain(d: LCDocument) -> Passage:
 def document_texts(retriever: Any, docs: Sequence[str], passages: Sequence[Passage]) -> dict[str, str]:
     """Each document's text rebuilt from its stored chunks (falls back to the retrieved passages)."""
     pieces: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-    store: Any = getattr(retriever, "store", None)
-    try:
-        got = store.chunks_collection().get(where={"doc": {"$in": list(docs)}}, include=["documents", "metadatas"])
-        for text, meta in zip(got["documents"], got["metadatas"], strict=True):
-            pieces[meta["doc"]].append((int(meta["start"]), int(meta["end"]), text))
-    except Exception:  # noqa: BLE001  no store (a fake retriever): the passages are all we know
-        pieces.clear()
+    store: Any = getattr(retriever, "store", None)  # none behind a fake retriever: the passages are all we know
+    for p in store.doc_passages(docs) if store is not None else []:
+        pieces[p.doc].append((p.start, p.end, p.text))
     for p in passages:
         if p.doc not in pieces or not pieces[p.doc]:
             pieces.setdefault(p.doc, []).append((p.start, p.end, p.text))

@@ -154,6 +154,14 @@ class Store:
         rows = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         return {i: passage_from(i, t, m) for i, t, m in rows}
 
+    def doc_passages(self, docs: Sequence[str]) -> list[Passage]:
+        """Every stored chunk of these documents, in one query."""
+        collection = self.chunks_collection()
+        if collection is None or not docs:
+            return []
+        got = collection.get(where={"doc": {"$in": list(docs)}}, include=["documents", "metadatas"])
+        return [passage_from(i, t, m) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+
     def dense_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         collection = self.chunks_collection()
         n = collection.count() if collection is not None else 0
