@@ -63,6 +63,7 @@ class Candidate:
     score: float
     vector: np.ndarray = field(repr=False, compare=False)
     lead: str = ""  # the sentence before, when it names whom "He" or "It" of this one is: shown and cited with it
+    narrow: bool = False  # holds the narrow kind of answer asked for, beside every name the question names
 
 
 _MONTH_NAMES = "january february march april may june july august september october november december".split()
@@ -572,6 +573,10 @@ W_TYPED, W_ANCHORED, W_UNTYPED = 0.05, 0.15, -1.0
 # The article's date fits the year the question names (+) or names another year (-): another event, most likely.
 # An undated article yields a little to one dated in that year: the dated one surely tells of the asked event.
 W_EVENT_FIT, W_EVENT_MISFIT, W_EVENT_UNDATED = 0.1, 0.3, 0.05
+# Kinds of answer so narrow that a sentence holding one beside the question's names is likely the answer, however
+# few words it shares with the question: a weekday ("crossed into Belgorod on Monday" for "On which day of the
+# week did the Belgorod incursion start?"), a figure in the asked unit ("hundreds of square kilometers").
+_NARROW_KINDS = frozenset({"weekday", "measure"})
 
 
 def _years(text: str) -> set[str]:
@@ -667,15 +672,16 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         novelty = sum(stem(w) not in term_stems for w in words) / len(words)
         # Sentences that cannot hold the asked kind of answer come last: embedding is spent on those that can.
         prior = 0.5 * lexical + W_TYPE * typed + fit + 0.1 * novelty + 0.05 / n
-        pool.append((prior, lexical, n, sentence, fit + 0.05 * novelty, typed, lead))
+        narrow = asked.kind in _NARROW_KINDS and typed > 0 and not unmentioned(question, sentence)
+        pool.append((prior, lexical, n, sentence, fit + 0.05 * novelty, typed, lead, narrow))
     ranked = sorted(pool, key=lambda t: -t[0])[:max_candidates]
     if not ranked:
         return []
     vectors = embed_cached(embedder, [t[3] for t in ranked])
     out = []
-    for (_, lexical, n, text, extra, typed, lead), v in zip(ranked, vectors, strict=True):
+    for (_, lexical, n, text, extra, typed, lead, narrow), v in zip(ranked, vectors, strict=True):
         score = W_DENSE * float(v @ q_vec) + (1 - W_DENSE) * lexical + W_TYPE * typed + W_EXTRA * extra + 0.01 / n
-        out.append(Candidate(n, text, score, v, lead))
+        out.append(Candidate(n, text, score, v, lead, narrow))
     return sorted(out, key=lambda c: -c.score)
 
 
@@ -722,9 +728,11 @@ def embed_cached(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
 
 
 def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_relevance: float,
-                     margin: float = 0.05, redundancy: float = 0.8) -> list[Candidate]:
-    """The best sentence, plus the next ones that are nearly as relevant and say something new."""
-    if not candidates or candidates[0].score < min_relevance:
+                     margin: float = 0.05, redundancy: float = 0.8, min_narrow: float | None = None) -> list[Candidate]:
+    """The best sentence, plus the next ones that are nearly as relevant and say something new. A best sentence
+    that holds the narrow kind of answer asked for (`Candidate.narrow`) needs only `min_narrow`."""
+    bar = min_relevance if min_narrow is None or not candidates or not candidates[0].narrow else min_narrow
+    if not candidates or candidates[0].score < bar:
         return []
     chosen = [candidates[0]]
     for c in candidates[1:]:
@@ -849,7 +857,8 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
         if articles:
             elsewhere = {doc for doc, text in articles.items() if unmentioned(part, text)}
             scored = [c for c in scored if passages[c.passage - 1].doc not in elsewhere]
-        best = select_sentences(scored, per_part, settings.min_relevance, settings.margin)
+        best = select_sentences(scored, per_part, settings.min_relevance, settings.margin,
+                                min_narrow=settings.min_relevance_narrow)
         if best and analyse_question(part).kind in ("number", "measure", "size"):
             best += differing_figures(best, scored, passages, settings.min_relevance)
         chosen += [c for c in best if c.text not in {o.text for o in chosen}]  # the same sentence only once

@@ -71,6 +71,9 @@ class AnswerSettings(_Section):
     max_retries: int = 2
     # Below this relevance the extractive backend says the sources do not answer (calibrated on evals/gold).
     min_relevance: float = 0.48
+    # A best sentence that holds the narrow kind of answer asked for (a weekday, a figure in the asked unit) and
+    # every name the question names needs only this.
+    min_relevance_narrow: float = 0.0
 
 
 class Settings(BaseSettings):

@@ -1129,3 +1129,21 @@ def test_a_what_question_about_their_noun_wants_the_sentence_that_names_it() -> 
     q = "What did the paramilitary groups say their mission was in the attacks?"
     scored = scored_sentences(q, passages)
     assert "mission" in scored[0].text
+
+
+def test_a_narrow_answer_beside_the_question_names_needs_only_the_lower_bar() -> None:
+    text = ("The Harlow Crossing opened to traffic on Tuesday after four years of work. The Dunmore yard that built "
+            "its deck closed on Friday. The yard lies 18 kilometres downstream.")
+    passages = passages_from_text("a.txt", text)
+    narrow = {c.text: c.narrow for c in scored_sentences("On which day of the week did the Harlow Crossing open?",
+                                                         passages)}
+    assert narrow["The Harlow Crossing opened to traffic on Tuesday after four years of work."]
+    assert not narrow["The Dunmore yard that built its deck closed on Friday."]  # a weekday, not beside the name
+    assert not any(c.narrow for c in scored_sentences("Who built the deck of the Harlow Crossing?", passages))
+    # a bar no sentence reaches: only a narrow answer beside the names is given, by the lower bar
+    chain = AnswerChain(FakeRetriever(passages, FakeEmbedder(), rank=True),
+                        AnswerSettings(min_relevance=5.0, min_relevance_narrow=-5.0), backend="extractive")
+    opened = chain.ask("On which day of the week did the Harlow Crossing open?")
+    assert [c.quote for c in opened.citations] == [text.split(". ")[0] + "."]
+    assert chain.ask("How wide is the Harlow Crossing?").abstained  # "18 kilometres" is not beside its name
+    assert chain.ask("Who built the deck of the Harlow Crossing?").abstained  # a name is no narrow kind
