@@ -88,7 +88,10 @@ _MONEY = frozenset("money cash funds funding budget compensation damages fine fi
 # "How much did it cost", "how much is it worth": a verb that asks for money where no noun does
 _PAYING = re.compile(r"\b(cost|costs|pay|pays|paid|spend|spends|spent|raise|raised|earn|earns|earned|worth|charge|"
                      r"charged|fined|sell|sold|buy|bought|owe|owed|donate|donated|invest|invested)\b")
-_CURRENCY = frozenset("dollars euros pounds rubles roubles hryvnias yuan yen $".split())
+# Nouns whose value is a count: "What is the population of Pinehollow?" is answered by a figure.
+_COUNTED = frozenset("population capacity attendance membership headcount".split())
+_CURRENCY = frozenset("dollars euros pounds rubles roubles hryvnias yuan yen kroner krone kronor krona francs "
+                      "rupees pesos zlotys lira lire shekels dinars dirhams rand baht $".split())
 # "How did X describe Y": the answer is what a source called it.
 _DESCRIBE_Q = re.compile(r"\b(describe|characteri[sz]e|call|label|define|portray|term)\b", re.I)
 _DESCRIBED = re.compile(r"\b(call(ed|s|ing)?|describ(ed|es|ing)|defin(ed|es|ing)|characteri[sz](ed|es|ing)|"
@@ -126,6 +129,19 @@ def _head_noun(words: Sequence[str]) -> str | None:
     return phrase[-1] if phrase else None
 
 
+def asked_noun(question: str) -> str | None:
+    """The noun a "what" question asks for: "What is the *capacity* of ...", "What was X's annual *revenue*",
+    "What *compensation* did ..."."""
+    q = question.lower().strip()
+    if m := re.match(r"what (?:is|was|are|were) (?:the )?([\w' -]+?) of\b", q):
+        return _head_noun(m.group(1).split())
+    if m := re.match(r"what (?:is|was|are|were) ([\w'’ -]+?)\W*$", q):
+        return m.group(1).split()[-1]
+    if m := re.match(r"what ([\w-]+) (?:did|does|do|has|have|had|will|would|was|were|is|are)\b", q):
+        return m.group(1)
+    return None
+
+
 @lru_cache(maxsize=256)  # asked for again by every step that scores the question's candidate sentences
 def analyse_question(question: str) -> Asked:
     """The expected answer type, read off the question's wording."""
@@ -160,6 +176,13 @@ def analyse_question(question: str) -> Asked:
         return Asked("number", head)
     if re.search(r"\bwhat (number|amount|sum|size|percentage|share|turnout|losses|casualties|toll)\b|\bturnout\b", q):
         return Asked("number")
+    # "What was Halvorsen Marine's annual revenue?", "What compensation did Russia offer?": a sum in its currency;
+    # "What is the population of Pinehollow?": a figure
+    noun = asked_noun(q)
+    if noun in _MONEY:
+        return Asked("number", "money")
+    if noun in _COUNTED:
+        return Asked("number", noun)
     if re.match(r"how (did|do|does|was|were|is|are)\b", q) and _DESCRIBE_Q.search(q):
         return Asked("description")
     if re.match(r"(who|whom|whose)\b", q):

@@ -781,6 +781,13 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("How tall is the lighthouse?", "measure", "tall"),
     ("How long did the fighting last?", "measure", "long"),
     ("How far did the fighters get?", "measure", "far"),
+    # a noun whose value is a sum of money or a count asks for a figure
+    ("What was Halvorsen Marine's annual revenue?", "number", "money"),
+    ("What compensation did Russia offer to Kursk residents?", "number", "money"),
+    ("What was the budget?", "number", "money"),
+    ("What is the capacity of Brook Lane stadium?", "number", "capacity"),
+    ("What is the population of Pinehollow?", "number", "population"),
+    ("What were the aims of the Legion?", None, "aims"),
 ])
 def test_analyse_question(question: str, kind: str | None, focus: str | None) -> None:
     assert analyse_question(question) == Asked(kind, focus)
@@ -1147,3 +1154,14 @@ def test_a_narrow_answer_beside_the_question_names_needs_only_the_lower_bar() ->
     assert [c.quote for c in opened.citations] == [text.split(". ")[0] + "."]
     assert chain.ask("How wide is the Harlow Crossing?").abstained  # "18 kilometres" is not beside its name
     assert chain.ask("Who built the deck of the Harlow Crossing?").abstained  # a name is no narrow kind
+
+
+def test_a_sum_or_count_asked_by_its_noun_needs_a_figure() -> None:
+    text = ("Halvorsen Marine, founded in Bergen in 1962, builds floating cranes and installation vessels for ports. "
+            "Brook Lane stadium was packed for the final on Saturday.")
+    chain = extractive_over("a.txt", text)
+    assert chain.ask("What was Halvorsen Marine's annual revenue?").abstained  # no sum of money in the sources
+    assert chain.ask("What is the capacity of Brook Lane stadium?").abstained  # "packed" is no figure
+    chain = extractive_over("a.txt", text + " Halvorsen Marine reported revenue of 410 million kroner last year.")
+    assert [c.quote for c in chain.ask("What was Halvorsen Marine's annual revenue?").citations] == [
+        "Halvorsen Marine reported revenue of 410 million kroner last year."]
