@@ -299,6 +299,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
                    and i not in since for i, t in enumerate(low))
     if asked.kind in ("number", "measure", "size"):
         fits = [i for i, t in enumerate(low) if _is_figure(t) and t not in known and not _in_date(low, i)]
+        if asked.kind == "number" and asked.focus and asked.focus not in _MONEY:
+            fits = [i for i in fits if not _is_sum(low, i)]  # "how many people" is no sum: "5,000 dollars"
         if asked.kind == "measure":
             measure = asked.focus or "long"
             other = _OTHER_DIMENSIONS.get(measure, frozenset())  # "22 metres tall" is no length
@@ -431,6 +433,24 @@ def _owned_by_another(asked: Asked, question: str, tokens: Sequence[str], near: 
     return bool(owners and theirs) and not owners & theirs
 
 
+def _places(tokens: Sequence[str]) -> dict[str, set[str]]:
+    """The names each preposition of place brings ("evacuated from Pinehollow and Ashby Cross": from ->
+    {"pineh", "ashby"}), as five-letter stems."""
+    placed: dict[str, set[str]] = {}
+    for i, t in enumerate(tokens):
+        if t.lower() in _LOCATIVE and (names := _names_at(tokens, range(i + 1, i + 4))):
+            placed.setdefault(t.lower(), set()).update(names)
+    return placed
+
+
+def placed_elsewhere(question: str, sentence: str) -> bool:
+    """The question places what it asks about by a name ("evacuated from Marston") and the sentence places it, by
+    the same word, only at other names ("evacuated from Pinehollow and Ashby Cross"): it tells of another place."""
+    tokens = _TOKEN.findall(sentence)
+    theirs, named = _places(tokens), _word_prefixes(sentence)
+    return any(prep in theirs and not names & named for prep, names in _places(_TOKEN.findall(question)).items())
+
+
 def _in_date(low_tokens: Sequence[str], i: int) -> bool:
     """A year, or a day next to its month ("23 May", "May 23"): a date, not a quantity."""
     if _is_year(low_tokens, i):
@@ -455,6 +475,14 @@ def _is_year(low_tokens: Sequence[str], i: int) -> bool:
 def _is_figure(token: str) -> bool:
     """A quantity in digits or words: "26", "46-metre", "hundreds"."""
     return any(ch.isdigit() for ch in token) or token.split("-")[0] in _NUMBER_WORDS
+
+
+def _is_sum(low_tokens: Sequence[str], i: int) -> bool:
+    """Is the figure at `i` a sum of money: "£48", "$10", "5,000 dollars", "412 million euros"?"""
+    if low_tokens[i].startswith(("$", "£", "€")):
+        return True
+    unit = next((t for t in low_tokens[i + 1:i + 4] if not _is_figure(t) and t not in _SCALES), "")
+    return unit in _CURRENCY
 
 
 _LENGTHS = frozenset("""metres meters metre meter m km kilometres kilometers kilometre kilometer cm centimetres
@@ -723,6 +751,8 @@ def type_weight(asked: Asked, relation: set[str], question: str, text: str, cont
         return W_UNTYPED  # "How tall is the crane?" - "Its pylon stands 96 metres tall" measures another thing
     if asked.kind in ("name", "place", "number", "size") and relation and not relation & sentence_stems(text):
         return W_UNTYPED  # names, but none that does what was asked ("Who commands X" vs "X works with Y")
+    if asked.kind in ("number", "measure", "size") and placed_elsewhere(question, text):
+        return W_UNTYPED  # "How many were evacuated from Marston?" - "3,000 evacuated from Pinehollow"
     # "Who is the chief executive of Westgrid?": the fire chief's sentence has a chief, no executive. ("Which
     # newspaper ..." is answered by a paper's name without the word.)
     role = stem(asked.focus) if asked.kind == "name" and asked.focus and asks_who(question) else None

@@ -28,6 +28,7 @@ from rag.answer import (
     measured_thing,
     names_focus,
     pack,
+    placed_elsewhere,
     question_parts,
     question_terms,
     quoted_words_after,
@@ -1165,3 +1166,16 @@ def test_a_sum_or_count_asked_by_its_noun_needs_a_figure() -> None:
     chain = extractive_over("a.txt", text + " Halvorsen Marine reported revenue of 410 million kroner last year.")
     assert [c.quote for c in chain.ask("What was Halvorsen Marine's annual revenue?").citations] == [
         "Halvorsen Marine reported revenue of 410 million kroner last year."]
+
+
+def test_a_figure_for_another_place_or_a_sum_does_not_count_people() -> None:
+    asked = "How many people were evacuated from Marston?"
+    assert placed_elsewhere(asked, "About 3,000 people remain evacuated from Pinehollow and Ashby Cross.")
+    assert not placed_elsewhere(asked, "About 3,000 people remain evacuated from Marston and Ashby Cross.")
+    assert not placed_elsewhere(asked, "About 3,000 people remain evacuated.")  # no place: may be Marston's
+    assert not placed_elsewhere(asked, "In Pinehollow, 3,000 people were evacuated from Marston.")
+    text = ("About 3,000 people remain evacuated from Pinehollow and Ashby Cross. The governor visited the evacuation "
+            "centre in Marston and promised grants of up to 5,000 dollars for each household.")
+    assert extractive_over("a.txt", text).ask(asked).abstained
+    answer = extractive_over("a.txt", text).ask("How many people were evacuated from Pinehollow?")
+    assert [c.quote for c in answer.citations] == [text.split(". ")[0] + "."]
