@@ -384,6 +384,20 @@ def unmentioned(question: str, article: str) -> list[str]:
     return [n for n in _named_things(question) if n[:5].lower() not in used]
 
 
+_ABOUT = re.compile(r"\b([\w'’-]+) about (.+?)\W*$", re.I)
+
+
+def untold(question: str, article: str) -> list[str]:
+    """The words of what the question asks a speaker about that the article never uses: an article on a wildfire
+    that never speaks of rail does not tell "What did Rebecca Hale say about the rail strike?", however often it
+    quotes her."""
+    m = _ABOUT.search(question)
+    if not m or analyse_question(question).kind != "speech" or stem(m.group(1).lower()) not in _SAYING:
+        return []  # "Who is the spokesman quoted about the raid?" asks for a name, which the article may give
+    used = content_stems(article)
+    return [w for w in content_words(m.group(2)) if stem(w) not in used]
+
+
 def _describes(tokens: Sequence[str], i: int, names: frozenset[str], thing_asked: bool) -> bool:
     """The capitalised token i names no new thing: the tail of a name the question gave ("Belgorod Oblast" when
     the question says "Belgorod"; but "Belgorod Governor Gladkov" names Gladkov: "governor" is no name in "the
@@ -908,7 +922,7 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
         vector = q_vec if part == question else embedder.embed_query(part)
         scored = score_sentences(part, vector, passages, embedder, idf)
         if articles:
-            elsewhere = {doc for doc, text in articles.items() if unmentioned(part, text)}
+            elsewhere = {doc for doc, text in articles.items() if unmentioned(part, text) or untold(part, text)}
             scored = [c for c in scored if passages[c.passage - 1].doc not in elsewhere]
         best = select_sentences(scored, per_part, settings.min_relevance, settings.margin,
                                 min_narrow=settings.min_relevance_narrow)

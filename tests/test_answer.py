@@ -39,6 +39,7 @@ from rag.answer import (
     sentence_stems,
     sharpened_idf,
     unmentioned,
+    untold,
     yes_no_deed,
 )
 from rag.chunk import count_tokens
@@ -1179,3 +1180,15 @@ def test_a_figure_for_another_place_or_a_sum_does_not_count_people() -> None:
     assert extractive_over("a.txt", text).ask(asked).abstained
     answer = extractive_over("a.txt", text).ask("How many people were evacuated from Pinehollow?")
     assert [c.quote for c in answer.citations] == [text.split(". ")[0] + "."]
+
+
+def test_an_article_that_never_speaks_of_the_asked_topic_gives_no_words_on_it() -> None:
+    fire = ("The wildfire grew overnight after a lightning strike. The state governor, Rebecca Hale, said the grants "
+            "would reach every household that lost its home.")
+    assert untold("What did Rebecca Hale say about the rail strike?", fire) == ["rail"]
+    assert untold("What did Rebecca Hale say about the grants?", fire) == []
+    # only what a speaker is asked about: a name may be asked for by other words than the article's
+    assert untold("Who is the spokesman quoted about the rail strike?", fire) == []
+    chain = extractive_over("fire.txt", fire)
+    assert chain.ask("What did Rebecca Hale say about the rail strike?").abstained
+    assert not chain.ask("What did Rebecca Hale say about the grants?").abstained
