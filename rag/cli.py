@@ -149,7 +149,8 @@ def ingest(
     try:
         store = Store(s)
         records = store.documents()  # read once: what scan may pass over, and what a skip leaves in place
-        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=file_hashes(records, s), store=s.home)
+        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=file_hashes(records, s), store=s.home,
+                     stored_ids={str(r.get("source")): doc_id for doc_id, r in records.items()})
         nothing_found = not found.documents and not found.unchanged
         prune = s.ingest.prune and not keep_removed
         held = {str(r.get("source")) for r in records.values()}

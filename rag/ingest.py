@@ -44,12 +44,14 @@ class Scan:
 
 
 def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str] | None = None,
-         store: Path | None = None) -> Scan:
-    """Load every supported file under `paths`; a document's id is its path relative to the folder given.
-    `known` maps (doc id, source path) to the file hash the store holds: a file with the same bytes is listed in
-    `unchanged` without being parsed, which makes re-ingesting an unchanged corpus cheap. The `store` folder is
-    never read as part of a corpus it sits in."""
-    known = known or {}
+         store: Path | None = None, stored_ids: Mapping[str, str] | None = None) -> Scan:
+    """Load every supported file under `paths`; a document's id is its path relative to the folder given, or the
+    id the store already holds it under (`stored_ids`: source path -> doc id), so that the same file ingested
+    through its parent folder is the same document, not a second copy of it. `known` maps (doc id, source path)
+    to the file hash the store holds: a file with the same bytes is listed in `unchanged` without being parsed,
+    which makes re-ingesting an unchanged corpus cheap. The `store` folder is never read as part of a corpus it
+    sits in."""
+    known, stored_ids = known or {}, stored_ids or {}
     not_corpus = {os.path.realpath(store)} if store else set()
     unchanged: list[str] = []
     docs: list[Document] = []
@@ -73,7 +75,7 @@ def scan(paths: list[Path], max_bytes: int, known: Mapping[tuple[str, str], str]
             file = Path(os.path.abspath(path))
             root, files = file.parent, [file]
         for file in files:
-            doc_id = file.relative_to(root).as_posix()
+            doc_id = stored_ids.get(str(file)) or file.relative_to(root).as_posix()
             if not is_utf8(doc_id):  # a name in another encoding than UTF-8 cannot be stored or cited
                 shown = str(file).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 skipped.append(Skip(shown, "the file name is not valid UTF-8: rename the file"))

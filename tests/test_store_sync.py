@@ -244,6 +244,22 @@ def test_a_moved_corpus_is_followed_and_its_deleted_files_pruned(seed_corpus: Pa
     assert ingest(home, moved)["removed"] == [gone]  # the store knows where its files are now
 
 
+def test_a_corpus_ingested_again_through_its_parent_folder_is_the_same_documents(seed_corpus: Path,
+                                                                                tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = ingest(home, seed_corpus)
+    parent = seed_corpus.parent
+    (parent / "harbour.txt").write_text("The harbour master counted 14 trawlers in port on Friday.\n")
+    summary = ingest(home, parent)  # ids relative to the parent would be "<corpus>/001_....txt": second copies
+    assert sorted(summary["unchanged"]) == SEEDS and summary["added"] == ["harbour.txt"]
+    assert summary["embedded"] == 1 and summary["chunks"] == first["chunks"] + 1
+    assert sorted(Store(Settings(home=home, chroma_url=None)).documents()) == sorted([*SEEDS, "harbour.txt"])
+    gone = "001_1f5acdca6a39af28.txt"
+    (seed_corpus / gone).unlink()
+    assert ingest(home, parent)["removed"] == [gone]  # the parent's ingest covers the folder ingested alone
+    assert sorted(ingest(home, seed_corpus)["unchanged"]) == [d for d in SEEDS if d != gone]
+
+
 def test_a_file_of_the_same_name_in_another_folder_never_replaces_a_stored_one(tmp_path: Path) -> None:
     home, first, second = tmp_path / "home", tmp_path / "a", tmp_path / "b"
     for folder, text in ((first, "The Alpha bakery sells 300 loaves of rye bread each day."),
