@@ -140,7 +140,7 @@ def ingest(
     from rag.embed import make_embedder
     from rag.ingest import scan, why_missing
     from rag.llm import ModelError
-    from rag.store import Store, StoreError, file_hashes, sync
+    from rag.store import Store, StoreError, file_hashes, sync, under_roots
 
     s = settings()
     missing = [p for p in paths if not p.exists()]
@@ -159,7 +159,8 @@ def ingest(
         skips = [k for k in found.skipped if os.path.abspath(k.path) not in removing]
         say_skipped(skips, held)
         # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and (removing or (not skips and set(found.roots) & {r.get("root") for r in records.values()}))
+        emptied = prune and (removing or (not skips and any(under_roots(r.get("root"), found.roots)
+                                                            for r in records.values())))
         if nothing_found and not emptied:
             raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with progress("embedding chunks") as advance:

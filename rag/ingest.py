@@ -122,8 +122,8 @@ def _walk(root: Path, left_out: set[str]) -> tuple[list[Path], list[str], list[S
             subfolders.clear()
             continue
         walked.add(real)
-        subfolders[:] = [d for d in subfolders
-                         if not d.startswith(".") and os.path.realpath(os.path.join(folder, d)) not in left_out]
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and not is_store(Path(folder, d))
+                         and os.path.realpath(os.path.join(folder, d)) not in left_out]
         for name in names:
             path = Path(folder, name)
             if name.startswith(".") or not (path.is_file() or path.is_symlink()):
@@ -135,6 +135,12 @@ def _walk(root: Path, left_out: set[str]) -> tuple[list[Path], list[str], list[S
             else:
                 broken.append(Skip(str(path), why_missing(path)))
     return _one_name_per_file(files), ignored, broken
+
+
+def is_store(folder: Path) -> bool:
+    """Is this a folder `rag` keeps a store in (`--home`): its lock beside its BM25 index? Another store's files
+    (the index's vocabulary is a .txt) are no articles."""
+    return (folder / "write.lock").is_file() and (folder / "bm25").is_dir()
 
 
 def why_missing(path: Path) -> str:

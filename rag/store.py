@@ -324,7 +324,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             for doc_id, record in known.items():
                 source = record["source"]
                 # A file that still exists but failed to load keeps its chunks: bad input never deletes data.
-                left_folder = (_within(record.get("root"), scan.roots) and doc_id not in scanned
+                left_folder = (under_roots(record.get("root"), scan.roots) and doc_id not in scanned
                                and source not in skipped_paths)
                 named_and_gone = source in scan.gone  # `rag ingest old.txt` after old.txt was deleted
                 if (left_folder or named_and_gone) and not Path(source).exists():
@@ -352,7 +352,7 @@ def chunking_key(settings: Settings) -> str:
     return json.dumps({"size": settings.chunk.size, "overlap": settings.chunk.overlap, "splitter": SPLITTER_VERSION})
 
 
-def _within(folder: str | None, roots: Sequence[str]) -> bool:
+def under_roots(folder: str | None, roots: Sequence[str]) -> bool:
     """Is the folder one of the roots or under one: ingesting a corpus also covers the subfolders ingested alone."""
     return folder is not None and any(Path(folder).is_relative_to(root) for root in roots)
 

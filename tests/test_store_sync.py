@@ -258,6 +258,16 @@ def test_a_corpus_ingested_again_through_its_parent_folder_is_the_same_documents
     (seed_corpus / gone).unlink()
     assert ingest(home, parent)["removed"] == [gone]  # the parent's ingest covers the folder ingested alone
     assert sorted(ingest(home, seed_corpus)["unchanged"]) == [d for d in SEEDS if d != gone]
+    # a subfolder ingested alone, then emptied of its articles, is pruned by the parent's ingest too; the parent
+    # also holds the first store ("home"), whose files are no articles
+    (parent / "harbour.txt").unlink()
+    alone = tmp_path / "alone"
+    ingest(alone, seed_corpus)
+    for name in SEEDS:
+        (seed_corpus / name).unlink(missing_ok=True)
+    summary = ingest(alone, parent)
+    assert sorted(summary["removed"]) == [d for d in SEEDS if d != gone]
+    assert summary["added"] == [] and summary["ignored"] == 0
 
 
 def test_a_file_of_the_same_name_in_another_folder_never_replaces_a_stored_one(tmp_path: Path) -> None:
