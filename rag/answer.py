@@ -394,8 +394,8 @@ def untold(question: str, article: str) -> list[str]:
     m = _ABOUT.search(question)
     if not m or analyse_question(question).kind != "speech" or stem(m.group(1).lower()) not in _SAYING:
         return []  # "Who is the spokesman quoted about the raid?" asks for a name, which the article may give
-    used = content_stems(article)
-    return [w for w in content_words(m.group(2)) if stem(w) not in used]
+    used = content_stems(article)  # dates name the event, which the article may date otherwise ("on 12 March")
+    return [w for w in content_words(m.group(2)) if not _TIME_WORD.match(w) and stem(w) not in used]
 
 
 def _describes(tokens: Sequence[str], i: int, names: frozenset[str], thing_asked: bool) -> bool:

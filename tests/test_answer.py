@@ -1187,6 +1187,7 @@ def test_an_article_that_never_speaks_of_the_asked_topic_gives_no_words_on_it() 
             "would reach every household that lost its home.")
     assert untold("What did Rebecca Hale say about the rail strike?", fire) == ["rail"]
     assert untold("What did Rebecca Hale say about the grants?", fire) == []
+    assert untold("What did Rebecca Hale say about the grants in March 2024?", fire) == []  # dated otherwise
     # only what a speaker is asked about: a name may be asked for by other words than the article's
     assert untold("Who is the spokesman quoted about the rail strike?", fire) == []
     chain = extractive_over("fire.txt", fire)
