@@ -289,7 +289,8 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
         return any(t in _COLOURS and t[:5] not in known for t in low)
     if asked.kind in ("year", "date"):
         # "the first strike since 2019" looks back: it says when the last one was, never when the next "will" be
-        ahead = re.search(r"\bwill\b", question, re.I)
+        # or when the one that "does start" starts
+        ahead = re.search(r"\b(will|shall|does|do|is|are)\b", question, re.I)
         since = {i for i in range(1, len(low)) if low[i - 1] == "since"} if ahead else set()
         if asked.kind == "year":  # "On March 12" does not say which year
             return any((_ISO_DATE.match(t) or _is_year(low, i)) and t[:4] not in known and i not in since
@@ -528,8 +529,10 @@ _RELATIVE_TIME = frozenset("after before ago later earlier since".split())
 def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
     if asked.focus in _MONEY:  # "how much money": the figure names its currency instead
         return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith(("$", "£", "€"))]
-    focus = asked.focus[:5] if asked.focus else None
-    return [i for i, t in enumerate(low_tokens) if focus and t[:5] == focus]
+    if not asked.focus:
+        return []
+    focus, root = asked.focus[:5], stem(asked.focus)  # "3.5-hectare" names hectares, "48-hour" hours
+    return [i for i, t in enumerate(low_tokens) if any(p[:5] == focus or stem(p) == root for p in t.split("-"))]
 
 
 _MEASURED = re.compile(r"\bhow \w+ (?:is|are|was|were) (?:the |a |an )?([\w' -]+)", re.I)

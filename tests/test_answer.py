@@ -807,6 +807,8 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("How many fighters were killed?", "More than 100 Ukrainian fighters were killed.", True),
     ("How many fighters were killed?", "Many fighters were killed.", False),
     ("How much money has Russia spent?", "They spent about 10 billion rubles on it.", True),
+    ("How many hectares is the hospital site?", "It stands on a 3.5-hectare site beside the river.", True),
+    ("How many hours will the strike last?", "They will stage a 48-hour strike from Monday.", True),
     # Weekdays and months.
     ("On which day of the week did it start?", "The groups crossed over on Monday.", True),
     ("On which day of the week did it start?", "The groups crossed over in May.", False),
@@ -1105,6 +1107,8 @@ def test_a_date_that_looks_back_does_not_say_when_something_will_happen() -> Non
     chain = extractive_over("strike.txt", text)
     ahead = chain.ask("When will the Northline strike begin?")
     assert [c.quote for c in ahead.citations] == [text.split(". ")[0] + "."]
+    assert has_answer_of_type(Asked("date"), text.split(". ")[1], "When will the Northline strike begin?") is False
+    assert has_answer_of_type(Asked("date"), text.split(". ")[1], "When does the Northline strike start?") is False
     # looking back, "since 2019" is the answer
     back = chain.ask("When was the last strike on the Northline network?")
     assert [c.quote for c in back.citations] == ["It is the first strike on the network since 2019."]
