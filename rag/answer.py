@@ -385,6 +385,21 @@ def unmentioned(question: str, article: str) -> list[str]:
     return [n for n in _named_things(question) if n[:5].lower() not in used]
 
 
+def named_in(question: str, sentence: str) -> bool:
+    """Does the sentence name everything the question names? A name of several words is named by its last word
+    too: "the museum" is the Harbourlight Museum, but "the yard" is not the Harlow Crossing."""
+    used, runs = _word_prefixes(sentence), []
+    for m in sorted(_name_matches(question), key=lambda m: m.start()):
+        if m.group().lower() in _CALENDAR_WORDS or m.group().lower() in _HONORIFICS:
+            continue
+        if runs and m.start() == runs[-1][-1].end() + 1:  # "Harbourlight Museum": one name
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    return all(all(m.group()[:5].lower() in used for m in run) or (len(run) > 1 and run[-1].group()[:5].lower() in used)
+               for run in runs)
+
+
 _ABOUT = re.compile(r"\b([\w'’-]+) about (.+?)\W*$", re.I)
 
 
@@ -531,8 +546,13 @@ def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
         return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith(("$", "£", "€"))]
     if not asked.focus:
         return []
-    focus, root = asked.focus[:5], stem(asked.focus)  # "3.5-hectare" names hectares, "48-hour" hours
-    return [i for i, t in enumerate(low_tokens) if any(p[:5] == focus or stem(p) == root for p in t.split("-"))]
+    focus, root = asked.focus[:5], stem(asked.focus)
+
+    def is_focus(token: str) -> bool:  # "drones"; after a figure's hyphen, "3.5-hectare" and "48-hour" too
+        head, *joined = token.split("-")
+        return head[:5] == focus or any(p[:5] == focus or stem(p) == root for p in joined)
+
+    return [i for i, t in enumerate(low_tokens) if is_focus(t)]
 
 
 _MEASURED = re.compile(r"\bhow \w+ (?:is|are|was|were) (?:the |a |an )?([\w' -]+)", re.I)
@@ -740,7 +760,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
         novelty = sum(stem(w) not in term_stems for w in words) / len(words)
         # Sentences that cannot hold the asked kind of answer come last: embedding is spent on those that can.
         prior = 0.5 * lexical + W_TYPE * typed + fit + 0.1 * novelty + 0.05 / n
-        narrow = asked.kind in _NARROW_KINDS and typed > 0 and not unmentioned(question, sentence)
+        narrow = asked.kind in _NARROW_KINDS and typed > 0 and named_in(question, sentence)
         pool.append((prior, lexical, n, sentence, fit + 0.05 * novelty, typed, lead, narrow))
     ranked = sorted(pool, key=lambda t: -t[0])[:max_candidates]
     if not ranked:

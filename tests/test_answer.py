@@ -26,6 +26,7 @@ from rag.answer import (
     has_answer_of_type,
     is_statement,
     measured_thing,
+    named_in,
     names_focus,
     pack,
     placed_elsewhere,
@@ -1160,6 +1161,12 @@ def test_a_narrow_answer_beside_the_question_names_needs_only_the_lower_bar() ->
     assert [c.quote for c in opened.citations] == [text.split(". ")[0] + "."]
     assert chain.ask("How wide is the Harlow Crossing?").abstained  # "18 kilometres" is not beside its name
     assert chain.ask("Who built the deck of the Harlow Crossing?").abstained  # a name is no narrow kind
+    # a name of several words is named by its last word ("the museum"), not by another thing ("the yard")
+    asked = "On which day of the week is the Harbourlight Museum closed?"
+    assert named_in(asked, "The museum is open every day except Monday.")
+    assert not named_in(asked, "The café is open every day except Monday.")
+    assert not named_in("How wide is the Harlow Crossing?", "The yard lies 18 kilometres downstream.")
+    assert not named_in("How tall is the FSB building?", "The building is 20 metres tall.")  # one word, unnamed
 
 
 def test_a_sum_or_count_asked_by_its_noun_needs_a_figure() -> None:
