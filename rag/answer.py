@@ -388,7 +388,7 @@ def unmentioned(question: str, article: str) -> list[str]:
 def named_in(question: str, sentence: str) -> bool:
     """Does the sentence name everything the question names? A name of several words is named by its last word
     too: "the museum" is the Harbourlight Museum, but "the yard" is not the Harlow Crossing."""
-    used, runs = _word_prefixes(sentence), []
+    used, runs = _word_prefixes(sentence), list[list[re.Match[str]]]()
     for m in sorted(_name_matches(question), key=lambda m: m.start()):
         if m.group().lower() in _CALENDAR_WORDS or m.group().lower() in _HONORIFICS:
             continue
