@@ -529,6 +529,9 @@ _UNITS_OF = {"tall": _LENGTHS | _STOREYS, "high": _LENGTHS | _STOREYS, "deep": _
 _DIMENSIONS = {"tall": "height", "high": "height", "deep": "depth", "wide": "width", "long": "length"}
 # A figure that says which dimension it measures ("600 metres long and 1.2 metres high") answers only that one.
 _OTHER_DIMENSIONS = {a: frozenset(w for w, d in _DIMENSIONS.items() if d != dim) for a, dim in _DIMENSIONS.items()}
+# "1.5 kilometres away", "18 kilometres downstream", "22 kilometres to the south": how far, never how tall or long
+_DISTANCE = frozenset("away distant downstream upstream offshore inland north south east west".split())
+_OTHER_DIMENSIONS = {a: words | _DISTANCE for a, words in _OTHER_DIMENSIONS.items()}
 
 
 def _unit_spot(low_tokens: Sequence[str], i: int) -> set[str]:

@@ -809,6 +809,10 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("How many fighters were killed?", "Many fighters were killed.", False),
     ("How much money has Russia spent?", "They spent about 10 billion rubles on it.", True),
     ("How many hectares is the hospital site?", "It stands on a 3.5-hectare site beside the river.", True),
+    # a distance answers how far, not how tall or how long
+    ("How tall is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", False),
+    ("How far is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", True),
+    ("How long is the bridge?", "The yard lies 18 kilometres downstream.", False),
     ("How many hours will the strike last?", "They will stage a 48-hour strike from Monday.", True),
     # Weekdays and months.
     ("On which day of the week did it start?", "The groups crossed over on Monday.", True),
