@@ -263,6 +263,9 @@ def _word_prefixes(text: str) -> frozenset[str]:
 _stems = lru_cache(maxsize=256)(_word_prefixes)  # a question's, asked of every sentence; articles are not cached
 
 
+# A wire story's first words: "Glenmarra, Monday 17 March 2025 - ".
+_DATELINE = re.compile(rf"[A-Z][\w .'’-]*, (?:{'|'.join(w.title() for w in _WEEKDAYS)}),? \d{{1,2}} [A-Z][a-z]+ \d{{4}}"
+                       r"\s+[-–—]\s+")
 # How an age is written: "Mr George Lyle, 67,", "aged 67", "a 67-year-old", "67 years old".
 _AGE = re.compile(r"([A-Z][\w'’-]+), \d{1,3},|\baged \d{1,3}\b|\b\d{1,3}-years?-old\b|\b\d{1,3} years old\b")
 
@@ -281,6 +284,9 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind == "age":  # "Mr George Lyle, 67," is Lyle's age, no answer to "How old is Mrs Anna Ross?"
         names = _question_names(question)
         return any(not (names and m.group(1)) or m.group(1)[:5].lower() in names for m in _AGE.finditer(sentence))
+    if asked.kind in ("weekday", "month", "year", "date") and (line := _DATELINE.match(sentence)):
+        # "Glenmarra, Monday 17 March 2025 - A landslide has blocked ...": the day of the report, not of the event
+        return has_answer_of_type(asked, sentence[line.end():], question)
     if asked.kind == "weekday":
         return any(t in _WEEKDAYS for t in low)
     if asked.kind == "month":

@@ -809,6 +809,13 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("How many fighters were killed?", "Many fighters were killed.", False),
     ("How much money has Russia spent?", "They spent about 10 billion rubles on it.", True),
     ("How many hectares is the hospital site?", "It stands on a 3.5-hectare site beside the river.", True),
+    # a dateline's day is the report's, not the event's; the story's own "on Tuesday" is
+    ("On which day of the week did the landslide happen?",
+     "Glenmarra, Monday 17 March 2025 - A landslide has blocked the main road after days of rain.", False),
+    ("On which day of the week did the bridge open?",
+     "Castlemere, Tuesday 14 March 2023 - The bridge opened to traffic on Tuesday morning.", True),
+    ("When did the landslide happen?",
+     "Glenmarra, Monday 17 March 2025 - A landslide has blocked the main road after days of rain.", False),
     # a distance answers how far, not how tall or how long
     ("How tall is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", False),
     ("How far is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", True),
