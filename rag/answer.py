@@ -379,8 +379,11 @@ _HONORIFICS = frozenset("mr mrs ms miss dr prof sir dame".split())
 @lru_cache(maxsize=256)
 def _named_things(question: str) -> tuple[str, ...]:
     """The question's names that name someone or something: months, weekdays and titles ("Mrs") name no one."""
-    names = dict.fromkeys(m.group() for m in _name_matches(question))
-    return tuple(n for n in names if n.lower() not in _CALENDAR_WORDS and n.lower() not in _HONORIFICS)
+    return tuple(dict.fromkeys(m.group() for m in _name_matches(question) if _names_someone(m.group())))
+
+
+def _names_someone(word: str) -> bool:
+    return word.lower() not in _CALENDAR_WORDS and word.lower() not in _HONORIFICS
 
 
 def unmentioned(question: str, article: str) -> list[str]:
@@ -396,7 +399,7 @@ def named_in(question: str, sentence: str) -> bool:
     too: "the museum" is the Harbourlight Museum, but "the yard" is not the Harlow Crossing."""
     used, runs = _word_prefixes(sentence), list[list[re.Match[str]]]()
     for m in sorted(_name_matches(question), key=lambda m: m.start()):
-        if m.group().lower() in _CALENDAR_WORDS or m.group().lower() in _HONORIFICS:
+        if not _names_someone(m.group()):
             continue
         if runs and m.start() == runs[-1][-1].end() + 1:  # "Harbourlight Museum": one name
             runs[-1].append(m)
@@ -533,11 +536,11 @@ _WEIGHTS = frozenset("kg kilograms kilogram kilos grams gram tonnes tonne tons t
 _UNITS_OF = {"tall": _LENGTHS | _STOREYS, "high": _LENGTHS | _STOREYS, "deep": _LENGTHS, "wide": _LENGTHS,
              "far": _LENGTHS, "long": _LENGTHS | _DURATIONS, "heavy": _WEIGHTS, "area": _AREAS}
 _DIMENSIONS = {"tall": "height", "high": "height", "deep": "depth", "wide": "width", "long": "length"}
-# A figure that says which dimension it measures ("600 metres long and 1.2 metres high") answers only that one.
-_OTHER_DIMENSIONS = {a: frozenset(w for w, d in _DIMENSIONS.items() if d != dim) for a, dim in _DIMENSIONS.items()}
-# "1.5 kilometres away", "18 kilometres downstream", "22 kilometres to the south": how far, never how tall or long
+# A figure that says which dimension it measures ("600 metres long and 1.2 metres high") answers only that one; a
+# distance ("1.5 kilometres away", "18 kilometres downstream", "22 kilometres to the south") only how far.
 _DISTANCE = frozenset("away distant downstream upstream offshore inland north south east west".split())
-_OTHER_DIMENSIONS = {a: words | _DISTANCE for a, words in _OTHER_DIMENSIONS.items()}
+_OTHER_DIMENSIONS = {a: frozenset(w for w, d in _DIMENSIONS.items() if d != dim) | _DISTANCE
+                     for a, dim in _DIMENSIONS.items()}
 
 
 def _unit_spot(low_tokens: Sequence[str], i: int) -> set[str]:
