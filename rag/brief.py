@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag.answer import embed_cached, is_statement, pack, render_passages, stated_figures
+from rag.answer import embed_cached, is_statement, pack, points_back, render_passages, stated_figures
 from rag.chunk import as_prose, sentence_spans
 from rag.cite import attach_marker, content_words, overlap, parse_claims, stem, verify
 from rag.events import group_events, parse_date
@@ -268,8 +268,8 @@ _DANGLING = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Them|He|She|H
 
 
 def _dangling_penalty(c: Candidate) -> float:
-    """A sentence that leans on the one before ("This ...", "They ...") reads badly on its own."""
-    return 0.06 if _DANGLING.match(c.text) else 0.0
+    """A sentence that leans on the one before ("This ...", "They ...", '"...," she said') reads badly on its own."""
+    return 0.06 if _DANGLING.match(c.text) or points_back(c.text) else 0.0
 
 
 # -- gathering material -------------------------------------------------------------------------------------------

@@ -416,3 +416,13 @@ def test_reduce_parser_reads_sections_and_disagreements() -> None:
                                                                          ["Two [2].", "Three [1]."])]
     assert [(label, [c[0] for c in claims]) for label, _, claims in d.disagreements] == [
         ("who attacked", ["Four [1].", "Five [2]."])]
+
+
+@pytest.mark.parametrize(("text", "leans"), [
+    ('"The response has been extraordinary," she said.', True),  # whose words? the sentence before says
+    ("They were woken by police officers shortly after midnight.", True),
+    ("Station commander Olafsen said the investigation would begin soon.", False),
+])
+def test_a_sentence_that_leans_on_the_one_before_ranks_lower(text: str, leans: bool) -> None:
+    passage = Passage(doc="a.txt", text=text, start=0, end=len(text), chunk_id="a.txt:0")
+    assert (B._dangling_penalty(B.Candidate("a.txt", 0, len(text), text, passage, np.zeros(3))) > 0) is leans
