@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from rag.config import Settings
     from rag.embed import LocalEmbedder, _load_minilm
     from rag.ingest import scan
-    from rag.store import Store, sync
+    from rag.store import Store, file_hashes, sync
 
     work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     try:
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         # 4. Re-ingest of the unchanged corpus (scan included, as the command does it).
         t0 = time.perf_counter()
         store = Store(settings)
-        again = sync(store, scan([corpus], max_bytes, known=store.file_hashes(settings)), settings, embedder,
-                     prune=True)
+        known = file_hashes(store.documents(), settings)
+        again = sync(store, scan([corpus], max_bytes, known=known), settings, embedder, prune=True)
         t_re = time.perf_counter() - t0
 
         print(f"\nrag ingest: {len(found.documents)} documents ({len(found.skipped)} skipped), "

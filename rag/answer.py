@@ -394,19 +394,25 @@ def unmentioned(question: str, article: str) -> list[str]:
     return [n for n in _named_things(question) if n[:5].lower() not in used]
 
 
-def named_in(question: str, sentence: str) -> bool:
-    """Does the sentence name everything the question names? A name of several words is named by its last word
-    too: "the museum" is the Harbourlight Museum, but "the yard" is not the Harlow Crossing."""
-    used, runs = _word_prefixes(sentence), list[list[re.Match[str]]]()
+@lru_cache(maxsize=256)  # a question's, asked of every candidate sentence
+def _name_runs(question: str) -> tuple[tuple[str, ...], ...]:
+    """The question's names, each as the five-letter stems of its words: "the Harbourlight Museum" is one name."""
+    runs: list[list[re.Match[str]]] = []
     for m in sorted(_name_matches(question), key=lambda m: m.start()):
         if not _names_someone(m.group()):
             continue
-        if runs and m.start() == runs[-1][-1].end() + 1:  # "Harbourlight Museum": one name
+        if runs and m.start() == runs[-1][-1].end() + 1:
             runs[-1].append(m)
         else:
             runs.append([m])
-    return all(all(m.group()[:5].lower() in used for m in run) or (len(run) > 1 and run[-1].group()[:5].lower() in used)
-               for run in runs)
+    return tuple(tuple(m.group()[:5].lower() for m in run) for run in runs)
+
+
+def named_in(question: str, sentence: str) -> bool:
+    """Does the sentence name everything the question names? A name of several words is named by its last word
+    too: "the museum" is the Harbourlight Museum, but "the yard" is not the Harlow Crossing."""
+    used = _word_prefixes(sentence)
+    return all(set(run) <= used or (len(run) > 1 and run[-1] in used) for run in _name_runs(question))
 
 
 _ABOUT = re.compile(r"\b([\w'’-]+) about (.+?)\W*$", re.I)
@@ -419,7 +425,8 @@ def untold(question: str, article: str) -> list[str]:
     m = _ABOUT.search(question)
     if not m or analyse_question(question).kind != "speech" or stem(m.group(1).lower()) not in _SAYING:
         return []  # "Who is the spokesman quoted about the raid?" asks for a name, which the article may give
-    used = content_stems(article)  # dates name the event, which the article may date otherwise ("on 12 March")
+    used = {stem(w) for w in content_words(article)}  # not content_stems: its cache would keep whole articles
+    # dates name the event, which the article may date otherwise ("on 12 March")
     return [w for w in content_words(m.group(2)) if not _TIME_WORD.match(w) and stem(w) not in used]
 
 
@@ -1010,7 +1017,8 @@ class AnswerChain:
     def generate(self, question: str, q_vec: np.ndarray, passages: Sequence[Passage],
                  on_token: Callable[[str], None] | None = None) -> str:
         if self.backend == "extractive":
-            # whole articles are read from the store only when the question names something they must mention
+            # whole articles are read from the store only when the question names something they must mention (a
+            # speaker asked about a topic, whose words they must use, is such a name)
             articles = (document_texts(self.retriever, sorted({p.doc for p in passages}), passages)
                         if _named_things(question) else None)
             return extractive_answer(question, q_vec, passages, self.retriever.embedder,

@@ -131,9 +131,6 @@ class Store:
         got = self.docs_collection().get(include=["metadatas"])
         return dict(zip(got["ids"], got["metadatas"] or [], strict=False))
 
-    def file_hashes(self, settings: Settings) -> dict[tuple[str, str], str]:
-        return file_hashes(self.documents(), settings)
-
     # -- reads ---------------------------------------------------------------------------------------
     def all_chunks(self, page: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
         collection = self.chunks_collection()

@@ -25,7 +25,7 @@ from rag.chunk import chunk_text
 from rag.cli import app
 from rag.config import Settings
 from rag.ingest import load_file, scan
-from rag.store import Store, StoreError, sync
+from rag.store import Store, StoreError, file_hashes, sync
 from rag.testing import FakeEmbedder, free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -140,21 +140,22 @@ def test_reingest_passes_over_unchanged_files_without_parsing_them(seed_corpus: 
     home = tmp_path / "home"
     ingest(home, seed_corpus)
     s = Settings(home=home, chroma_url=None)
-    known = Store(s).file_hashes(s)
+    known = file_hashes(Store(s).documents(), s)
     assert len(known) == len(SEEDS)
     found = scan([seed_corpus], 1_000_000, known=known)
     assert sorted(found.unchanged) == SEEDS and found.documents == []
     # Same text from other bytes (CRLF line ends): parsed once, found unchanged, then recognised by its new bytes.
     path = seed_corpus / EDITED
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
-    found = scan([seed_corpus], 1_000_000, known=Store(s).file_hashes(s))
+    found = scan([seed_corpus], 1_000_000, known=file_hashes(Store(s).documents(), s))
     assert [d.id for d in found.documents] == [EDITED]
     report = ingest(home, seed_corpus)
     assert report["embedded"] == 0 and EDITED in report["unchanged"]
-    assert EDITED in scan([seed_corpus], 1_000_000, known=Store(s).file_hashes(s)).unchanged
+    assert EDITED in scan([seed_corpus], 1_000_000, known=file_hashes(Store(s).documents(), s)).unchanged
     # Other chunk settings: every file is parsed and chunked again.
     other = Settings(home=home, chroma_url=None, chunk={"size": 120, "overlap": 20})
-    assert len(scan([seed_corpus], 1_000_000, known=Store(other).file_hashes(other)).documents) == len(SEEDS)
+    known = file_hashes(Store(other).documents(), other)
+    assert len(scan([seed_corpus], 1_000_000, known=known).documents) == len(SEEDS)
 
 
 def test_appending_a_paragraph_updates_only_that_document(seed_corpus: Path, tmp_path: Path) -> None:
