@@ -28,6 +28,7 @@ from rag.embed import Embedder
 from rag.ingest import is_utf8
 from rag.prompts import load_prompt
 from rag.retrieve import Retriever, document_texts
+from rag.synonyms import noun_forms, noun_synonyms
 from rag.types import Answer, Passage
 
 CANNOT_ANSWER = "Not in the sources: the ingested articles do not answer this question."
@@ -646,13 +647,20 @@ def sentence_stems(text: str) -> frozenset[str]:
     return content_stems(text) | joined
 
 
-def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], float]) -> float:
-    """Share of the question's word weight (idf: rare words weigh more) that the sentence contains."""
+def weighted_overlap(terms: Sequence[str], sentence: str, idf: Callable[[str], float],
+                     alike: Mapping[str, frozenset[str]] | None = None) -> float:
+    """Share of the question's word weight (idf: rare words weigh more) that the sentence contains, by stem or
+    as one of the word's synonyms in `alike` ("help" -> "assistance")."""
     if not terms:
         return 0.0
     have = sentence_stems(sentence)
+    alike = alike or {}
+
+    def contains(term: str) -> bool:
+        return stem(term) in have or bool(alike.get(term) and alike[term] & noun_forms(sentence))
+
     total = sum(idf(t) for t in terms)
-    return sum(idf(t) for t in terms if stem(t) in have) / total if total else 0.0
+    return sum(idf(t) for t in terms if contains(t)) / total if total else 0.0
 
 
 _TITLE_LOWER = frozenset("with from into over after about than that this upon onto amid".split())
@@ -741,10 +749,13 @@ def points_back(sentence: str) -> bool:
 
 
 def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage], embedder: Embedder,
-                    idf: Callable[[str], float], max_candidates: int = 16) -> list[Candidate]:
-    """Source sentences of the passages, scored by meaning (cosine), rare shared words, answer type and event.
-    Only the `max_candidates` most promising by words and rank are embedded: embedding is the expensive step."""
+                    idf: Callable[[str], float], max_candidates: int = 16, synonym_senses: int = 0
+                    ) -> list[Candidate]:
+    """Source sentences of the passages, scored by meaning (cosine), rare shared words (or their synonyms in
+    the words' `synonym_senses` commonest senses), answer type and event. Only the `max_candidates` most
+    promising by words and rank are embedded: embedding is the expensive step."""
     terms = question_terms(question)
+    alike = {t: noun_synonyms(t, synonym_senses) for t in terms}
     term_stems = {stem(t) for t in terms}
     asked = analyse_question(question)
     relation = relation_terms(question)
@@ -767,7 +778,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     for n, article_fit, sentence, words, refers_to, paragraph in sentences.values():
         fit = article_fit + sentence_event_weight(question, sentence)
         in_context = f"{refers_to} {sentence}"  # "It stands 46 metres tall" tells of what the sentence before names
-        lexical = weighted_overlap(terms, in_context, weigh)
+        lexical = weighted_overlap(terms, in_context, weigh, alike)
         # "It is 22 metres tall" after "The new hospital ... The building, which ...": the hospital's height
         typed = type_weight(asked, relation, question, sentence, paragraph)
         lead = ""
@@ -962,7 +973,7 @@ def extractive_answer(question: str, q_vec: np.ndarray, passages: Sequence[Passa
     chosen: list[Candidate] = []
     for part in parts:
         vector = q_vec if part == question else embedder.embed_query(part)
-        scored = score_sentences(part, vector, passages, embedder, idf)
+        scored = score_sentences(part, vector, passages, embedder, idf, synonym_senses=settings.synonym_senses)
         if articles:
             elsewhere = {doc for doc, text in articles.items() if unmentioned(part, text) or untold(part, text)}
             scored = [c for c in scored if passages[c.passage - 1].doc not in elsewhere]

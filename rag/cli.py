@@ -103,12 +103,14 @@ def progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
 @contextmanager
 def model_errors() -> Iterator[None]:
-    """A failing model server or a bad argument becomes one line and exit 2; anything else is a bug and shows."""
+    """A failing model server, a bad argument or a missing WordNet becomes one line and exit 2; anything else is a
+    bug and shows."""
     from rag.llm import ModelError, client_failure
+    from rag.synonyms import WordNetMissing
 
     try:
         yield
-    except (ModelError, ValueError) as e:
+    except (ModelError, ValueError, WordNetMissing) as e:
         raise fail(str(e)) from None
     except Exception as e:  # noqa: BLE001  the client stack raises many types; each gets one line
         if (why := client_failure(e)) is None:

@@ -74,6 +74,8 @@ class AnswerSettings(_Section):
     # A best sentence that holds the narrow kind of answer asked for (a weekday, a figure in the asked unit) and
     # every name the question names needs only this.
     min_relevance_narrow: float = 0.0
+    synonym_senses: int = Field(2, ge=0, description="extractive: a question word also matches the one-word "
+                                "synonyms of its this many commonest noun senses in WordNet (0: none)")
 
 
 class Settings(BaseSettings):
