@@ -9,7 +9,7 @@ import pytest
 from rag import synonyms
 from rag.answer import CANNOT_ANSWER, extractive_answer, score_sentences, weighted_overlap
 from rag.config import AnswerSettings, Settings
-from rag.synonyms import WordNetMissing, base_forms, noun_forms, noun_synonyms
+from rag.synonyms import WordNetMissing, base_forms, noun_forms, noun_synonyms, singulars
 from rag.testing import FakeEmbedder, passages_from_text
 
 
@@ -46,11 +46,13 @@ def test_base_forms_follow_wordnets_plural_rules() -> None:
     assert base_forms("batteries") == ["battery"]
     assert "man" in base_forms("men")
     assert base_forms("xyzzyq") == []
+    assert "child" in singulars("children")  # WordNet's irregular plurals
+    assert singulars("xyzzyqs") == ["xyzzyqs", "xyzzyq"]  # a sentence's words need not be in WordNet
 
 
 def test_synonyms_meet_whole_words_not_stems() -> None:
     forms = noun_forms("Six tanks and 20 armored combat vehicles were destroyed.")
-    assert {"tanks", "tank", "combat", "vehicle"} <= forms
+    assert {"tanks", "tank", "combat", "vehicle", "vehicles"} <= forms
     assert "combatant" not in forms  # "fighters" -> "combatant" must not meet "combat vehicles"
 
 
