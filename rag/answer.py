@@ -154,7 +154,7 @@ def analyse_question(question: str) -> Asked:
         return Asked("month")
     if re.search(r"\b(which|what) colou?rs?\b", q):
         return Asked("colour")
-    if re.match(r"(on )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
+    if re.match(r"((on|in) )?(when|what date|what day|which day|which year|what year)\b", q) or "what date" in q:
         return Asked("year" if re.search(r"\b(what|which) year\b", q) else "date")
     if re.search(r"\bhow old\b", q):
         return Asked("age")

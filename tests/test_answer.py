@@ -779,6 +779,8 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("What did the Institute for the Study of War say?", "speech", "institute for the study of war"),
     ("What did the governor of Belgorod tell residents?", None, None),  # no named speaker
     ("What year did the incursion happen?", "year", None),
+    ("In what year did Ray Tulliver buy the club?", "year", None),
+    ("In which year was the bridge opened?", "year", None),
     ("What colour is the lighthouse?", "colour", None),
     # a size, distance or length is a figure in its unit
     ("How tall is the lighthouse?", "measure", "tall"),
