@@ -195,6 +195,8 @@ def analyse_question(question: str) -> Asked:
         return Asked("name", _head_noun(m.group(3).split()) if m else None)
     if re.match(r"(from |to )?where\b", q):
         return Asked("place")
+    if re.match(r"what (?:is|was|are|were|will) .+ (?:be )?(?:called|named)\W*$", q):
+        return Asked("name")  # "What will the merged school be called?"
     m = re.search(r"\bwhat is the name of (the |a )?([\w' -]+)", q)
     if m:
         return Asked("name", _head_noun(m.group(2).split()))
@@ -285,8 +287,9 @@ def has_answer_of_type(asked: Asked, sentence: str, question: str) -> bool:
     if asked.kind == "age":  # "Mr George Lyle, 67," is Lyle's age, no answer to "How old is Mrs Anna Ross?"
         names = _question_names(question)
         return any(not (names and m.group(1)) or m.group(1)[:5].lower() in names for m in _AGE.finditer(sentence))
-    if asked.kind in ("weekday", "month", "year", "date") and (line := _DATELINE.match(sentence)):
-        # "Glenmarra, Monday 17 March 2025 - A landslide has blocked ...": the day of the report, not of the event
+    if asked.kind in ("weekday", "month", "year", "date", "name") and (line := _DATELINE.match(sentence)):
+        # "Glenmarra, Monday 17 March 2025 - A landslide has blocked ...": the day and place of the report, not of
+        # the event
         return has_answer_of_type(asked, sentence[line.end():], question)
     if asked.kind == "weekday":
         return any(t in _WEEKDAYS for t in low)

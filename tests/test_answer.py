@@ -781,6 +781,9 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("What year did the incursion happen?", "year", None),
     ("In what year did Ray Tulliver buy the club?", "year", None),
     ("In which year was the bridge opened?", "year", None),
+    # "what ... called": a name
+    ("What will the merged school in the Brankley valley be called?", "name", None),
+    ("What was the new bridge named?", "name", None),
     ("What colour is the lighthouse?", "colour", None),
     # a size, distance or length is a figure in its unit
     ("How tall is the lighthouse?", "measure", "tall"),
@@ -819,6 +822,11 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
      "Castlemere, Tuesday 14 March 2023 - The bridge opened to traffic on Tuesday morning.", True),
     ("When did the landslide happen?",
      "Glenmarra, Monday 17 March 2025 - A landslide has blocked the main road after days of rain.", False),
+    # nor is its place a name that answers who or which
+    ("Who has been arrested for the museum theft?",
+     "Port Ellery, Thursday 5 September 2024 - Thieves broke into the museum early on Sunday.", False),
+    ("Who has been arrested for the museum theft?",
+     "Port Ellery, Thursday 5 September 2024 - Police have arrested Tom Hale over the theft.", True),
     # a distance answers how far, not how tall or how long
     ("How tall is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", False),
     ("How far is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", True),
