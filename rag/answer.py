@@ -550,8 +550,10 @@ _DIMENSIONS = {"tall": "height", "high": "height", "deep": "depth", "wide": "wid
 # A figure that says which dimension it measures ("600 metres long and 1.2 metres high") answers only that one; a
 # distance ("1.5 kilometres away", "18 kilometres downstream", "22 kilometres to the south") only how far.
 _DISTANCE = frozenset("away distant downstream upstream offshore inland north south east west".split())
-_OTHER_DIMENSIONS = {a: frozenset(w for w, d in _DIMENSIONS.items() if d != dim) | _DISTANCE
-                     for a, dim in _DIMENSIONS.items()}
+# "60,000 cubic metres of silt", "400 square metres": a volume or an area, no length, height or distance
+_NO_LENGTH = frozenset("square cubic sq".split())
+_OTHER_DIMENSIONS = {a: frozenset(w for w, d in _DIMENSIONS.items() if d != dim) | _DISTANCE | _NO_LENGTH
+                     for a, dim in _DIMENSIONS.items()} | {"far": _NO_LENGTH}
 
 
 def _unit_spot(low_tokens: Sequence[str], i: int) -> set[str]:

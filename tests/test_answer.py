@@ -831,6 +831,10 @@ def test_analyse_question(question: str, kind: str | None, focus: str | None) ->
     ("How tall is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", False),
     ("How far is the lighthouse?", "The lighthouse, which is 1.5 kilometres away, is white.", True),
     ("How long is the bridge?", "The yard lies 18 kilometres downstream.", False),
+    # a volume or an area is no length, height or distance
+    ("How long can the ships be?", "It will include dredging about 60,000 cubic metres of silt.", False),
+    ("How far is the quarry?", "The quarry covers 400 square metres.", False),
+    ("How long can the ships be?", "It will allow vessels of up to 190 metres in length to berth.", True),
     # Weekdays and months.
     ("On which day of the week did it start?", "The groups crossed over on Monday.", True),
     ("On which day of the week did it start?", "The groups crossed over in May.", False),
