@@ -214,7 +214,7 @@ def analyse_question(question: str) -> Asked:
     return Asked(None)
 
 
-_REPORTING = frozenset("say tell claim report state announce declare confirm mention".split())
+_REPORTING = frozenset("say tell claim report state announce declare confirm mention think".split())
 # "What did Putin say ...", "What did the Institute for the Study of War announce": words of a named speaker.
 _NAME_WORD = r"[A-Z][\w'’-]*"
 _SPEECH_Q = re.compile(r"(?i:what (?:did|does|do|has|have) (?:the )?)"

@@ -776,6 +776,7 @@ def scored_sentences(question: str, passages: list[Passage]) -> list[Candidate]:
     ("Did any equipment malfunction when Kestrel landed?", "deed", "malfunction"),
     ("Did Russia say the attackers were Ukrainian?", None, None),  # what was said is asked, not the saying
     ("What did Putin say in response to the incursions?", "speech", "putin"),
+    ("What does Fiona Rennick think about the risk to the seals?", "speech", "fiona rennick"),  # her words
     ("What did the Institute for the Study of War say?", "speech", "institute for the study of war"),
     ("What did the governor of Belgorod tell residents?", None, None),  # no named speaker
     ("What year did the incursion happen?", "year", None),
