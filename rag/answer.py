@@ -703,12 +703,18 @@ def _years(text: str) -> set[str]:
     return set(re.findall(rf"\b{_YEAR}\b", text))
 
 
-def sentence_event_weight(question: str, sentence: str) -> float:
+_RELATIVE_YEAR = re.compile(r"\b(last|this|next) year\b", re.I)
+_YEAR_STEP = {"last": -1, "this": 0, "next": 1}
+
+
+def sentence_event_weight(question: str, sentence: str, article_date: str | None = None) -> float:
     """A sentence that dates itself in years the question does not name tells of another event ("re-elected on
-    5 May 2023" does not answer "How many votes did she win in 2019?"): no answer, however alike its words. So
-    does one that names the question's numbered thing without its number ("Kestrel was launched in July" for
-    "When will Kestrel 2 launch?")."""
+    5 May 2023" does not answer "How many votes did she win in 2019?"): no answer, however alike its words. "Last
+    year" in an article of 2025 is 2024. So does one that names the question's numbered thing without its number
+    ("Kestrel was launched in July" for "When will Kestrel 2 launch?")."""
     asked, told = _years(question), _years(sentence)
+    if article_date and article_date[:4].isdigit():
+        told |= {str(int(article_date[:4]) + _YEAR_STEP[m.lower()]) for m in _RELATIVE_YEAR.findall(sentence)}
     if asked and told and not asked & told:
         return W_UNTYPED
     another = any(_names_another(name, number, sentence) for name, number in _numbered_names(question))
@@ -781,7 +787,7 @@ def score_sentences(question: str, q_vec: np.ndarray, passages: Sequence[Passage
     weigh = sharpened_idf(idf, [t[2] for t in sentences.values()])
     pool = []
     for n, article_fit, sentence, words, refers_to, paragraph in sentences.values():
-        fit = article_fit + sentence_event_weight(question, sentence)
+        fit = article_fit + sentence_event_weight(question, sentence, passages[n - 1].date)
         in_context = f"{refers_to} {sentence}"  # "It stands 46 metres tall" tells of what the sentence before names
         lexical = weighted_overlap(terms, in_context, weigh, alike)
         # "It is 22 metres tall" after "The new hospital ... The building, which ...": the hospital's height

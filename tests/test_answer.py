@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from rag.answer import (
     CANNOT_ANSWER,
     W_ANCHORED,
+    W_UNTYPED,
     AnswerChain,
     Asked,
     Candidate,
@@ -1035,6 +1036,13 @@ def test_a_thing_named_with_a_number_is_not_answered_for_by_its_namesake() -> No
         "Kestrel-2 will launch in March 2027."]
     # a date or a year is no number of a name
     assert sentence_event_weight("What did the May 2023 raid achieve? In 2024 too?", "The raid in May failed.") == 0
+
+
+@pytest.mark.parametrize("article_date, weight", [("2025-02-04", W_UNTYPED), ("2024-06-01", 0.0), (None, 0.0)])
+def test_last_year_is_the_year_before_the_articles(article_date: str | None, weight: float) -> None:
+    # "last year" in an article of 2025 is 2024: no answer to a question about 2023
+    assert sentence_event_weight("How much cargo did the port handle in 2023?",
+                                 "The port handled 410,000 tonnes of cargo last year.", article_date) == weight
 
 
 def test_a_verb_and_its_particle_speak_of_the_noun_they_make() -> None:
