@@ -709,7 +709,7 @@ _YEAR_STEP = {"last": -1, "this": 0, "next": 1}
 
 def sentence_event_weight(question: str, sentence: str, article_date: str | None = None) -> float:
     """A sentence that dates itself in years the question does not name tells of another event ("re-elected on
-    5 May 2023" does not answer "How many votes did she win in 2019?"): no answer, however alike its words. "Last
+    5 May 2023" does not answer "How many votes did she win in 2019?"): no answer, however alike its words; "last
     year" in an article of 2025 is 2024. So does one that names the question's numbered thing without its number
     ("Kestrel was launched in July" for "When will Kestrel 2 launch?")."""
     asked, told = _years(question), _years(sentence)
