@@ -91,6 +91,7 @@ _PAYING = re.compile(r"\b(cost|costs|pay|pays|paid|spend|spends|spent|raise|rais
                      r"charged|fined|sell|sold|buy|bought|owe|owed|donate|donated|invest|invested)\b")
 # Nouns whose value is a count: "What is the population of Pinehollow?" is answered by a figure.
 _COUNTED = frozenset("population capacity attendance membership headcount".split())
+_CURRENCY_SIGNS = ("$", "£", "€")  # "£48", "$10": a figure that names its currency
 _CURRENCY = frozenset("dollars euros pounds rubles roubles hryvnias yuan yen kroner krone kronor krona francs "
                       "rupees pesos zlotys lira lire shekels dinars dirhams rand baht $".split())
 # "How did X describe Y": the answer is what a source called it.
@@ -186,7 +187,7 @@ def analyse_question(question: str) -> Asked:
         return Asked("number", noun)
     if re.match(r"how (did|do|does|was|were|is|are)\b", q) and _DESCRIBE_Q.search(q):
         return Asked("description")
-    if re.match(r"(who|whom|whose)\b", q):
+    if asks_who(q):
         # "Who is the governor of Belgorod": a name next to "governor", and Belgorod's, not Kursk's
         # "Who will become chairman?": a name next to "chairman"
         m = (re.match(r"who (is|was|are|were) (the |a |an )?([\w' -]+?) (of|for|at|in)\b", q)
@@ -203,7 +204,7 @@ def analyse_question(question: str) -> Asked:
     # "What did they say their mission was", "what are the aims of ...": a description of the noun named
     if q.startswith("what") and (m := re.search(r"\b(their|its|his|her) ([\w-]+) (is|are|was|were)\b|"
                                                 r"^what (is|are|was|were) the ([\w' -]+?) of\b", q)):
-        return Asked(None, m.group(2) or _head_noun(m.group(5).split()))
+        return Asked(None, m.group(2) or noun)  # the noun of "what are the aims of ...", as asked_noun read it
     if m := _SPEECH_Q.match(question.strip()):
         return Asked("speech", m.group(1).lower())
     if deed := yes_no_deed(question):
@@ -529,7 +530,7 @@ def _is_figure(token: str) -> bool:
 
 def _is_sum(low_tokens: Sequence[str], i: int) -> bool:
     """Is the figure at `i` a sum of money: "£48", "$10", "5,000 dollars", "412 million euros"?"""
-    if low_tokens[i].startswith(("$", "£", "€")):
+    if low_tokens[i].startswith(_CURRENCY_SIGNS):
         return True
     unit = next((t for t in low_tokens[i + 1:i + 4] if not _is_figure(t) and t not in _SCALES), "")
     return unit in _CURRENCY
@@ -568,7 +569,7 @@ _RELATIVE_TIME = frozenset("after before ago later earlier since".split())
 
 def _focus_positions(asked: Asked, low_tokens: Sequence[str]) -> list[int]:
     if asked.focus in _MONEY:  # "how much money": the figure names its currency instead
-        return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith(("$", "£", "€"))]
+        return [i for i, t in enumerate(low_tokens) if t in _CURRENCY or t.startswith(_CURRENCY_SIGNS)]
     if not asked.focus:
         return []
     focus, root = asked.focus[:5], stem(asked.focus)
@@ -862,8 +863,10 @@ def select_sentences(candidates: Sequence[Candidate], max_sentences: int, min_re
                      margin: float = 0.05, redundancy: float = 0.8, min_narrow: float | None = None) -> list[Candidate]:
     """The best sentence, plus the next ones that are nearly as relevant and say something new. A best sentence
     that holds the narrow kind of answer asked for (`Candidate.narrow`) needs only `min_narrow`."""
-    bar = min_relevance if min_narrow is None or not candidates or not candidates[0].narrow else min_narrow
-    if not candidates or candidates[0].score < bar:
+    if not candidates:
+        return []
+    bar = min_narrow if min_narrow is not None and candidates[0].narrow else min_relevance
+    if candidates[0].score < bar:
         return []
     chosen = [candidates[0]]
     for c in candidates[1:]:

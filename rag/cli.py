@@ -151,11 +151,12 @@ def ingest(
     try:
         store = Store(s)
         records = store.documents()  # read once: what scan may pass over, and what a skip leaves in place
+        stored_ids = {str(r.get("source")): doc_id for doc_id, r in records.items()}  # source path -> doc id
         found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=file_hashes(records, s), store=s.home,
-                     stored_ids={str(r.get("source")): doc_id for doc_id, r in records.items()})
+                     stored_ids=stored_ids)
         nothing_found = not found.documents and not found.unchanged
         prune = s.ingest.prune and not keep_removed
-        held = {str(r.get("source")) for r in records.values()}
+        held = set(stored_ids)  # the source paths the store holds
         # A deleted file named again is pruned, as a deleted file of a folder is: it is not "skipped".
         removing = set(found.gone) & held if prune else set()
         skips = [k for k in found.skipped if os.path.abspath(k.path) not in removing]
