@@ -4,13 +4,14 @@ sentence(s) of the passage that support the claim, and renumber. Nothing a model
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import Stemmer
 
 from rag.chunk import INITIALISM, sentence_spans
-from rag.types import Citation, Passage
+from rag.types import Citation, Passage, Pick, Statement
 
 MARKER = re.compile(r"\[(\s*[^\[\]\n]{1,20}?\s*)\]")  # anything bracketed and short: validated below
 _NUMBERS = re.compile(r"^\s*\d+(\s*[,;]\s*\d+)*\s*$")
@@ -159,38 +160,62 @@ def best_span(claim: str, passage: Passage, min_overlap: float) -> tuple[int, in
     return best[1]
 
 
-def verify(answer: str, passages: list[Passage], min_overlap: float = 0.3, drop_unsupported: bool = False
-           ) -> Verified:
-    """Map markers to passages, narrow each citation to its supporting sentence, renumber 1..m in order."""
+def resolve_markers(answer: str, passages: Sequence[Passage], min_overlap: float = 0.3
+                    ) -> tuple[list[Statement], list[str]]:
+    """An answer with [n] markers -> its statements, each marker narrowed to the sentence of passage n that
+    supports the statement; markers that name no shown passage, or one that does not support it, are dropped."""
     claims, dropped = parse_claims(answer, len(passages))
+    statements = []
+    for claim in claims:
+        picks = []
+        for marker in claim.markers:
+            span = best_span(claim.text, passages[marker - 1], min_overlap)
+            if span is None:
+                dropped.append(f"[{marker}]")  # names a passage that does not support this sentence
+                continue
+            picks.append(Pick(marker, *span))
+        statements.append(Statement(claim.text, tuple(picks)))
+    return statements, dropped
+
+
+def number_citations(statements: Sequence[Statement], passages: Sequence[Passage], drop_unsupported: bool = False,
+                     dropped: Sequence[str] = ()) -> Verified:
+    """Statements with picked spans -> text with [n] markers and citations numbered 1..m in order of first use.
+    A pick outside its passage is dropped; a statement left without evidence is flagged (or dropped)."""
     citations: list[Citation] = []
     key_to_n: dict[tuple[str, int, int], int] = {}
     out_sentences: list[str] = []
     unsupported: list[str] = []
-    for claim in claims:
+    dropped = list(dropped)
+    for statement in statements:
         numbers: list[int] = []
-        for marker in claim.markers:
-            p = passages[marker - 1]
-            span = best_span(claim.text, p, min_overlap)
-            if span is None:
-                dropped.append(f"[{marker}]")  # names a passage that does not support this sentence
+        for pick in statement.evidence:
+            if not 1 <= pick.passage <= len(passages) or not 0 <= pick.start < pick.end <= len(
+                    passages[pick.passage - 1].text):
+                dropped.append(f"[{pick.passage}:{pick.start}-{pick.end}]")
                 continue
-            a, b = span
-            key = (p.chunk_id, a, b)
+            p = passages[pick.passage - 1]
+            key = (p.chunk_id, pick.start, pick.end)
             if key not in key_to_n:
                 key_to_n[key] = len(citations) + 1
-                citations.append(Citation(n=key_to_n[key], doc=p.doc, chunk_id=p.chunk_id, start=p.start + a,
-                                          end=p.start + b, quote=p.text[a:b], title=p.title))
+                citations.append(Citation(n=key_to_n[key], doc=p.doc, chunk_id=p.chunk_id, start=p.start + pick.start,
+                                          end=p.start + pick.end, quote=p.text[pick.start:pick.end], title=p.title))
             if key_to_n[key] not in numbers:
                 numbers.append(key_to_n[key])
         if not numbers:
-            unsupported.append(claim.text)
-            if drop_unsupported:
-                continue
-            out_sentences.append(claim.text)
+            unsupported.append(statement.text)
+            if not drop_unsupported:
+                out_sentences.append(statement.text)
             continue
-        out_sentences.append(attach_marker(claim.text, "".join(f"[{n}]" for n in numbers)))
+        out_sentences.append(attach_marker(statement.text, "".join(f"[{n}]" for n in numbers)))
     return Verified(" ".join(out_sentences), tuple(citations), tuple(unsupported), tuple(dropped))
+
+
+def verify(answer: str, passages: list[Passage], min_overlap: float = 0.3, drop_unsupported: bool = False
+           ) -> Verified:
+    """Map markers to passages, narrow each citation to its supporting sentence, renumber 1..m in order."""
+    statements, dropped = resolve_markers(answer, passages, min_overlap)
+    return number_citations(statements, passages, drop_unsupported, dropped)
 
 
 def strip_foreign_links(answer: str, passages: list[Passage]) -> str:

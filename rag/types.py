@@ -46,6 +46,23 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Pick:
+    """A span a reader picked from the passages it was given: `passages[passage - 1].text[start:end]`."""
+
+    passage: int  # 1-based, as the passages were numbered for the reader
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One sentence of an answer and the spans that back it (none: unsupported)."""
+
+    text: str
+    evidence: tuple[Pick, ...] = ()
+
+
+@dataclass(frozen=True)
 class Citation:
     """A verified pointer into a source: `quote == source_text[start:end]`."""
 

