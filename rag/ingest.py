@@ -192,12 +192,14 @@ def read_file(path: Path, max_bytes: int) -> bytes:
 def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
     """Text and metadata of a file's bytes, by its type; BadFile when no text can be had."""
     suffix = path.suffix.lower()
+    declared = None
     if suffix == ".pdf":
         text, title = _pdf_text(raw), ""
     else:
         html = suffix in {".html", ".htm"}
         decoded = _decode(raw, html)
         text, title = _html_text(decoded) if html else (decoded, "")
+        declared = html_meta_date(decoded) if html else None
     text = normalise(text)
     if suffix == ".pdf":
         text = join_line_end_hyphens(text)
@@ -209,7 +211,7 @@ def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
         title=title or guess_title(text, markdown=suffix in {".md", ".markdown"}),
         source=str(path),
         content_hash=hashlib.sha256(text.encode()).hexdigest(),
-        date=find_date(text),
+        date=declared or find_date(text),
         file_hash=file_hash,
     )
 
@@ -396,12 +398,17 @@ _DATE_PATTERNS = [
     (re.compile(_MONTH + r"\s+(\d{1,2}),?\s+(\d{4})\b"), ("M", "d", "y")),
     (re.compile(r"\b(\d{1,2})\s+" + _MONTH + r",?\s+(\d{4}|\d{2})\b"), ("d", "M", "y")),
 ]
-_MONTH_DAY = re.compile(r"\b(?:on\s+)?" + _MONTH + r"\s+(\d{1,2})\b")
-_YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
 
 
 def find_date(text: str) -> str | None:
-    """The first date the text states, as YYYY-MM-DD; a bare 'March 12' takes the year the text names."""
+    """The article's own date, as YYYY-MM-DD: from its front matter (a `date:` line between `---` lines at the top)
+    or its dateline (a date in the lines before the body begins, or in the body's opening words before a dash, a
+    colon or a full stop), never a date the body tells of: an encyclopedia article about 1066 is not of 1066."""
+    return first_date(front_matter(text)) or first_date(dateline(text))
+
+
+def first_date(text: str) -> str | None:
+    """The first full date (day, month and year) the text states, as YYYY-MM-DD."""
     for pattern, order in _DATE_PATTERNS:
         for m in pattern.finditer(text):  # an impossible match (e.g. 2024-13-45) does not hide a real date
             parts = dict(zip(order, m.groups(), strict=False))
@@ -411,10 +418,54 @@ def find_date(text: str) -> str | None:
             iso = _iso(year, month, int(parts["d"]))
             if iso:
                 return iso
-    month_day, y = _MONTH_DAY.search(text), _YEAR.search(text)
-    if month_day and y:
-        return _iso(int(y.group(1)), _MONTHS[month_day.group(1).lower()], int(month_day.group(2)))
     return None
+
+
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---(?:\n|\Z)", re.S)
+_FRONT_DATE = re.compile(r"^(?:date|published|created)\s*:\s*[\"']?(.+?)[\"']?\s*$", re.I | re.M)
+
+
+def front_matter(text: str) -> str:
+    """The `date:` value of a front-matter block at the top of the text ("" when there is none)."""
+    block = _FRONT_MATTER.match(text)
+    found = _FRONT_DATE.search(block.group(1)) if block else None
+    return found.group(1) if found else ""
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)*]*(\s|$)")
+_LEDE_BREAK = re.compile(r"\s[-–—]+\s|:\s|[.][*_]*\s")  # "Port Ellery, 5 May 2024 - ...", "23 May 23: ..."
+
+
+def dateline(text: str, max_paragraphs: int = 6, reach: int = 80) -> str:
+    """What comes before the body: the paragraphs before the first prose paragraph (title, byline, date line), and
+    the prose paragraph's opening words up to a dash, colon or full stop within its first `reach` characters."""
+    head = []
+    for paragraph in text.strip().split("\n\n")[:max_paragraphs]:
+        if len(paragraph.split()) >= 10 and _SENTENCE_END.search(paragraph):  # prose: the body begins
+            brk = _LEDE_BREAK.search(paragraph[:reach])
+            head.append(paragraph[:brk.start()] if brk else "")
+            break
+        head.append(paragraph)
+    return "\n".join(head)
+
+
+_META_TAG = re.compile(r"<meta\b[^>]*>", re.I)
+_META_NAME = re.compile(r"\b(?:name|property|itemprop)\s*=\s*[\"']?([^\"'\s>]+)", re.I)
+_META_CONTENT = re.compile(r"\bcontent\s*=\s*[\"']([^\"']*)", re.I)
+
+
+def html_meta_date(page: str) -> str | None:
+    """The publication date an HTML page declares in a `<meta>` tag whose name speaks of publishing or a date
+    (`article:published_time`, `date`, `DC.date`, `datePublished`); a modification date only when nothing else."""
+    found: dict[bool, str] = {}
+    for tag in _META_TAG.findall(page):
+        name, content = _META_NAME.search(tag), _META_CONTENT.search(tag)
+        low = name.group(1).lower() if name else ""
+        if content and ("publish" in low or low.endswith("date") or low.endswith(".date")):
+            day = first_date(content.group(1))
+            if day:
+                found.setdefault("modif" not in low, day)
+    return found.get(True) or found.get(False)
 
 
 def _iso(year: int, month: int, day: int) -> str | None:
