@@ -4,7 +4,7 @@ checked citation.
 The data flow, one module each:
 
 1. `gather`: retrieve for the topic (and within each document it finds), keep the sentences that speak to the
-   topic (embedding cosine + shared words, bars fitted by evals/fit_brief_relevance.py), annotate them with
+   topic (embedding cosine + shared words, bars checked by bench/brief_quality.py), annotate them with
    spaCy (dates, places, names, noun phrases, figures, negation, attribution) and group the documents into
    events by the dates they carry (metadata, dateline) or state, and by likeness of their words.
 2. `compose` (offline, extractive): an overview, one section per event with its points grouped by meaning
