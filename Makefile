@@ -35,8 +35,7 @@ demo: install
 
 test: install llm-server
 	$(PY) -m pytest
-	$(RAG) --home .rag-eval ingest corpus
-	$(RAG) --home .rag-eval eval --check --backend extractive
+	$(RAG) --home .rag-eval eval --gold evals/gold --split test --check --backend extractive
 
 test-unit: install
 	$(PY) -m pytest -m "not integration and not browser"

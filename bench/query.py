@@ -45,7 +45,7 @@ from rag.retrieve import Retriever  # noqa: E402
 from rag.store import Store  # noqa: E402
 
 CORPUS = ROOT / "corpus"
-GOLD = ROOT / "evals" / "gold" / "seeds.jsonl"
+GOLD = ROOT / "evals" / "gold" / "seeds" / "gold.jsonl"
 EMBEDDER_NAME = LocalEmbedder.name  # "local:all-MiniLM-L6-v2": what `rag ingest` records on the collection
 DIM = 384
 CHUNKS_PER_DOC = 10

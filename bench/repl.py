@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RAG = Path(sys.executable).parent / "rag"
-GOLD = ROOT / "evals" / "gold" / "seeds.jsonl"
+GOLD = ROOT / "evals" / "gold" / "seeds" / "gold.jsonl"
 
 
 def gold_questions(n: int) -> list[str]:

@@ -103,14 +103,14 @@ def progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
 @contextmanager
 def model_errors() -> Iterator[None]:
-    """A failing model server, a bad argument or a missing WordNet becomes one line and exit 2; anything else is a
-    bug and shows."""
+    """A failing model server, a bad argument or a missing language model becomes one line and exit 2; anything
+    else is a bug and shows."""
+    from rag.language import LanguageModelMissing
     from rag.llm import ModelError, client_failure
-    from rag.synonyms import WordNetMissing
 
     try:
         yield
-    except (ModelError, ValueError, WordNetMissing) as e:
+    except (ModelError, ValueError, LanguageModelMissing) as e:
         raise fail(str(e)) from None
     except Exception as e:  # noqa: BLE001  the client stack raises many types; each gets one line
         if (why := client_failure(e)) is None:
@@ -335,7 +335,10 @@ def brief(
 
 @app.command("eval")
 def eval_(
-    gold: Annotated[Path, typer.Option(metavar="FILE", help="gold set (JSONL)")] = Path("evals/gold/seeds.jsonl"),
+    gold: Annotated[Path, typer.Option(metavar="PATH", help="a gold set (JSONL) scored against the store, or a folder "
+                                       "of sets (each a folder with gold.jsonl and corpus/, ingested into a store of "
+                                       "its own under --home)")] = Path("evals/gold/seeds/gold.jsonl"),
+    split: Annotated[str, typer.Option(metavar="HALF", help="with a folder of sets: dev, test or all")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="print {metrics, items} as JSON")] = False,
     check: Annotated[bool, typer.Option("--check", help="exit 1 when a metric falls below the baseline")] = False,
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="accept these metrics as the baseline")
@@ -357,9 +360,8 @@ def eval_(
     junit_xml: Annotated[Path | None, typer.Option("--junit-xml", metavar="FILE", help="write a JUnit XML report",
                                                    show_default=False)] = None,
 ) -> None:
-    """Score the answer chain against a gold set: evidence recall, citation precision, STR-EM, abstention..."""
+    """Score the answer chain against gold sets: evidence recall, citation precision, STR-EM, abstention..."""
     from rag import evals
-    from rag.llm import ModelError, ResponseCache
 
     if record and replay:
         raise fail("--record and --replay exclude each other")
@@ -367,23 +369,57 @@ def eval_(
         raise fail(f"--tolerance must be a number from 0 to 1, not {tolerance}")
     if check and update_baseline:  # accepting new figures and testing them against the old ones contradict
         raise fail("--check and --update-baseline exclude each other: check first, then update deliberately")
-    if junit_xml:
-        output_file(junit_xml, "the JUnit report")
-    if update_baseline:
-        output_file(baseline, "the baseline")
-    if record:
-        output_file(record, "the response cache")
+    if split not in ("dev", "test", "all"):
+        raise fail(f"--split must be dev, test or all, not {split!r}")
+    for path, what in ((junit_xml, "the JUnit report"), (baseline if update_baseline else None, "the baseline"),
+                       (record, "the response cache")):
+        if path:
+            output_file(path, what)
+    try:
+        base = evals.load_baseline(baseline)
+    except evals.GoldError as e:
+        raise fail(str(e)) from None
+    if gold.is_dir():
+        _eval_folder(gold, split, as_json, check, update_baseline, baseline, base, tolerance, backend, k)
+        return
     s = settings()
     chain = load_chain(s, backend)
     if (record or replay) and chain.backend == "extractive":
         err.print(f"note: --{'record' if record else 'replay'} has nothing to do: the extractive backend calls no "
                   "model", markup=False)
         record = replay = None
+    if check and base.get("backends", {}).get(chain.backend) is None:  # say so before the long run, not after
+        raise fail(f"no baseline for backend {chain.backend} in {baseline}: run with --update-baseline first")
     if k:
         chain.retriever.settings = chain.retriever.settings.model_copy(update={"k": k})
+    report = _run_gold_file(chain, gold, repeat, record, replay)
+    if junit_xml:
+        write_output(junit_xml, evals.junit_xml(report, f"rag-eval-{chain.backend}"), "the JUnit report")
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+    else:
+        _print_eval(report, chain.backend, time_s=sum(r.timings_ms.get("total", 0) for r in report.items) / 1000)
+    tol = tolerance if tolerance is not None else float(base.get("tolerance", 0.02))
+    if update_baseline:
+        base.setdefault("backends", {})[chain.backend] = dict(report.metrics)
+        base.setdefault("tolerance", tol)
+        write_output(baseline, json.dumps(base, indent=2) + "\n", "the baseline")
+        err.print(f"baseline for {chain.backend} written to {baseline}", markup=False)
+    if check:
+        accepted = base["backends"][chain.backend]
+        measured = int(report.metrics["n_items"] or 0)
+        if accepted.get("n_items") not in (None, measured):
+            err.print(f"note: the baseline was measured on {int(accepted['n_items'])} items, this run has "
+                      f"{measured}: a metric moves with the items, not only with the code", markup=False)
+        _gate({chain.backend: evals.check_against(report.metrics, accepted, tol)}, chain.backend, tol)
+
+
+def _run_gold_file(chain, gold: Path, repeat: int, record: Path | None, replay: Path | None):  # type: ignore[no-untyped-def]
+    from rag import evals
+    from rag.llm import ModelError, ResponseCache
+
     try:
         items = evals.load_gold(gold, evals.store_texts(chain.retriever.store))
-        base = evals.load_baseline(baseline)
         if record or replay:
             chain.cache = ResponseCache(record or replay, "record" if record else "replay")  # type: ignore[arg-type]
     except (evals.GoldError, ModelError) as e:
@@ -397,33 +433,98 @@ def eval_(
     finally:
         if chain.cache:
             chain.cache.save()
-    report = evals.combine(reports) if repeat > 1 else reports[0]
-    if junit_xml:
-        write_output(junit_xml, evals.junit_xml(report, f"rag-eval-{chain.backend}"), "the JUnit report")
-    tol = tolerance if tolerance is not None else float(base.get("tolerance", 0.02))
-    accepted = base.get("backends", {}).get(chain.backend)
-    failures = evals.check_against(report.metrics, accepted, tol) if (check and accepted) else []
+    return evals.combine(reports) if repeat > 1 else reports[0]
+
+
+def _gate(failures: dict[str, list[str]], backend: str, tol: float) -> None:
+    """Exit 1 with one line per regression; else say the check passed."""
+    lines = [f"{where}: {line}" if len(failures) > 1 else line for where, found in failures.items() for line in found]
+    if lines:
+        for line in lines:
+            err.print(f"[red]regression:[/] {escape(line)}")
+        raise typer.Exit(1)
+    err.print(f"[green]check passed[/]: no metric below the {backend} baseline minus {tol}")
+
+
+def _eval_folder(folder: Path, split: str, as_json: bool, check: bool, update_baseline: bool, baseline: Path,
+                 base: dict, tolerance: float | None, backend: str | None, k: int | None) -> None:  # type: ignore[type-arg]
+    """Every set of a folder in a store of its own: one row per set, the macro average and the spread."""
+    from rag import evals, evalsets
+    from rag.answer import AnswerChain
+    from rag.embed import make_embedder
+    from rag.retrieve import Retriever
+    from rag.store import StoreError
+
+    s = settings()
+    try:
+        sets = evalsets.discover(folder)
+        embedder = make_embedder(s.embed)
+    except evals.GoldError as e:
+        raise fail(str(e)) from None
+    chosen = resolve_backend_name(s, backend)
+    accepted = base.get("sets", {})
+    if check and any(accepted.get(g.name, {}).get(split, {}).get(chosen) is None for g in sets):
+        missing = [g.name for g in sets if accepted.get(g.name, {}).get(split, {}).get(chosen) is None]
+        raise fail(f"no {split} baseline for backend {chosen} in {baseline} for: {', '.join(missing)}; "
+                   "run with --update-baseline first")
+
+    def run_set(gold_set: evalsets.GoldSet, half: str) -> evals.EvalReport:
+        own = evalsets.set_settings(s, gold_set)
+        store = evalsets.ingest_set(gold_set, own, embedder)
+        chain = AnswerChain(Retriever(store, embedder, own.retrieve), own.answer, backend=backend)
+        if k:
+            chain.retriever.settings = chain.retriever.settings.model_copy(update={"k": k})
+        items = evalsets.select(gold_set.name, evals.load_gold(gold_set.gold, evals.store_texts(store)), half)
+        with model_errors(), progress(f"eval {gold_set.name} ({half})") as advance:
+            return evals.evaluate(chain, items, advance)
+
+    try:
+        report = evalsets.evaluate_sets(sets, split, run_set)
+    except (evals.GoldError, StoreError) as e:
+        raise fail(str(e)) from None
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
-        _print_eval(report, chain.backend, time_s=sum(r.timings_ms.get("total", 0) for r in report.items) / 1000)
+        _print_sets(report, chosen, split)
+    tol = tolerance if tolerance is not None else float(base.get("tolerance", 0.02))
     if update_baseline:
-        base.setdefault("backends", {})[chain.backend] = {m: v for m, v in report.metrics.items()}
+        for name, r in report.reports.items():
+            base.setdefault("sets", {}).setdefault(name, {}).setdefault(split, {})[chosen] = dict(r.metrics)
         base.setdefault("tolerance", tol)
         write_output(baseline, json.dumps(base, indent=2) + "\n", "the baseline")
-        err.print(f"baseline for {chain.backend} written to {baseline}", markup=False)
+        err.print(f"{split} baselines of {len(report.reports)} sets for {chosen} written to {baseline}", markup=False)
     if check:
-        if accepted is None:
-            raise fail(f"no baseline for backend {chain.backend} in {baseline}: run with --update-baseline first")
-        measured = int(report.metrics["n_items"] or 0)
-        if accepted.get("n_items") not in (None, measured):
-            err.print(f"note: the baseline was measured on {int(accepted['n_items'])} items, this run has "
-                      f"{measured}: a metric moves with the items, not only with the code", markup=False)
-        if failures:
-            for line in failures:
-                err.print(f"[red]regression:[/] {line}")
-            raise typer.Exit(1)
-        err.print(f"[green]check passed[/]: no metric below the {chain.backend} baseline minus {tol}")
+        _gate({name: evals.check_against(r.metrics, accepted[name][split][chosen], tol)
+               for name, r in report.reports.items()}, chosen, tol)
+
+
+def resolve_backend_name(s: Settings, backend: str | None) -> str:
+    from rag.config import resolve_backend
+
+    return resolve_backend(backend or s.answer.backend, os.environ)
+
+
+def _print_sets(report, backend: str, split: str) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from rag.evalsets import HEADLINE
+
+    n = int(report.macro["n_items"] or 0)
+    table = Table(title=f"rag eval — {backend} backend, {split} items of {len(report.reports)} sets ({n} items)")
+    table.add_column("set")
+    for name in (*HEADLINE, "n_items"):
+        table.add_column(name.replace("_", " "), justify="right")
+
+    def cells(metrics: dict) -> list[str]:  # type: ignore[type-arg]
+        return ["n/a" if (v := metrics.get(m)) is None else f"{v:.3f}" for m in HEADLINE] + [
+            str(int(metrics.get("n_items") or 0))]
+
+    for name, r in report.reports.items():
+        table.add_row(escape(name), *cells(r.metrics))
+    table.add_row("[bold]macro average[/]", *cells(report.macro))
+    spread = report.spread
+    table.add_row("[bold]spread (best - worst)[/]", *[f"{spread[m]:.3f}" if m in spread else "" for m in HEADLINE], "")
+    out.print(table)
 
 
 def _print_eval(report, backend: str, time_s: float) -> None:  # type: ignore[no-untyped-def]

@@ -64,18 +64,13 @@ class AnswerSettings(_Section):
     backend: Backend = "auto"
     openai_model: str = "gpt-4o-mini"
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
-    max_sentences: int = 2
-    margin: float = Field(0.03, description="extractive: extra sentences score within this of the best one")
+    max_sentences: int = Field(2, ge=1, description="most sentences in an answer")
     unsupported: Literal["flag", "drop"] = "flag"
     timeout_s: float = 30.0
     max_retries: int = 2
-    # Below this relevance the extractive backend says the sources do not answer (calibrated on evals/gold).
-    min_relevance: float = 0.48
-    # A best sentence that holds the narrow kind of answer asked for (a weekday, a figure in the asked unit) and
-    # every name the question names needs only this.
-    min_relevance_narrow: float = 0.0
-    synonym_senses: int = Field(2, ge=0, description="extractive: a question word also matches the one-word "
-                                "synonyms of its this many commonest noun senses in WordNet (0: none)")
+    # Below this answerability (0-1) the extractive reader says the sources do not answer; unset: the bar fitted
+    # with its weights by evals/fit_reader.py.
+    min_confidence: float | None = Field(None, ge=0, le=1)
 
 
 class Settings(BaseSettings):

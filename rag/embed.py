@@ -83,3 +83,18 @@ def make_embedder(settings: EmbedSettings) -> Embedder:
     if settings.provider == "openai":
         return OpenAIEmbedder(settings.openai_model)
     return LocalEmbedder(settings.batch_size)
+
+
+_SENTENCE_VECTORS: dict[tuple[str, str], np.ndarray] = {}
+
+
+def embed_cached(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
+    """Sentence vectors, remembered per process: follow-up questions mostly meet the same passages."""
+    name = getattr(embedder, "name", type(embedder).__name__)
+    missing = [t for t in dict.fromkeys(texts) if (name, t) not in _SENTENCE_VECTORS]
+    if missing:
+        if len(_SENTENCE_VECTORS) > 50_000:
+            _SENTENCE_VECTORS.clear()
+        for t, v in zip(missing, embedder.embed_documents(missing), strict=False):
+            _SENTENCE_VECTORS[(name, t)] = v
+    return [_SENTENCE_VECTORS[(name, t)] for t in texts]

@@ -42,6 +42,7 @@ class GoldItem:
     evidence: tuple[Span, ...]
     answerable: bool
     quotes: tuple[str, ...] = ()
+    split: str | None = None  # "dev" or "test" when the gold file fixes it (rag.evalsets)
 
 
 # -- gold set ----------------------------------------------------------------------------------------------
@@ -112,8 +113,11 @@ def _parse_item(raw: Any, doc_texts: Callable[[str], str | None]) -> tuple[GoldI
             continue
         spans.append(Span(ev["doc"], at, at + len(ev["quote"])))
         quotes.append(ev["quote"])
+    split = raw.get("split")
+    if split is not None and split not in ("dev", "test"):
+        errors.append(f"'split' must be \"dev\" or \"test\", not {split!r}")
     item = GoldItem(raw["id"], raw["question"], tuple(raw["answers"]), tuple(spans), raw["answerable"],
-                    tuple(quotes))
+                    tuple(quotes), split)
     return item, errors
 
 

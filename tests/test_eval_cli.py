@@ -18,7 +18,7 @@ from rag.retrieve import Retriever
 from rag.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLD = ROOT / "evals" / "gold" / "seeds.jsonl"
+GOLD = ROOT / "evals" / "gold" / "seeds" / "gold.jsonl"
 pytestmark = pytest.mark.integration
 runner = CliRunner()
 
@@ -193,7 +193,7 @@ def test_files_named_by_options_that_cannot_be_read_are_one_line_errors(home, tm
     (tmp_path / "null-reply.json").write_text('{"key": null}')
     server = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}  # never called: each case fails before the first question
     cases = [
-        (["--gold", str(folder)], {}, "a-folder: a folder, not a gold file"),
+        (["--gold", str(folder)], {}, "a-folder: no gold sets"),
         (["--baseline", str(folder)], {}, "a-folder: a folder, not a baseline file"),
         (["--backend", "openai", "--record", str(folder)], server, "cannot write the response cache"),
         (["--backend", "openai", "--replay", str(folder)], server, "a-folder: a folder, not a response cache"),

