@@ -50,13 +50,23 @@ class AnswerChain:
                  model: Any = None) -> None:
         self.retriever = retriever
         self.settings = settings
+        self._model = model
         self.backend = resolve_backend(backend or settings.backend, os.environ)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        """Switching the backend (the REPL's :backend) switches the reader."""
+        self._backend = name
         self.reader: Reader
-        if self.backend == "extractive":
-            self.reader = ExtractiveReader(retriever.embedder, retriever.lexical.idf, settings.max_sentences,
-                                           settings.min_confidence)
+        if name == "extractive":
+            self.reader = ExtractiveReader(self.retriever.embedder, self.retriever.lexical.idf,
+                                           self.settings.max_sentences, self.settings.min_confidence)
         else:
-            self.reader = MarkerReader(settings, model)
+            self.reader = MarkerReader(self.settings, self._model)
 
     @property
     def model(self) -> Any:
