@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag import answer as answer_mod  # noqa: E402
+from rag import embed as embed_mod  # noqa: E402
+from rag import language  # noqa: E402
 from rag.answer import AnswerChain  # noqa: E402
 from rag.chunk import chunk_text, count_tokens, sentence_spans  # noqa: E402
 from rag.config import Settings  # noqa: E402
@@ -226,10 +227,12 @@ def measure(home: Path, qs: list[str], full: bool = True) -> dict[str, list[floa
 
     def answers(clear_each: bool) -> tuple[list[float], int]:
         times, abstained = [], 0
-        answer_mod._SENTENCE_VECTORS.clear()
+        embed_mod._SENTENCE_VECTORS.clear()
+        language.entities.cache_clear()
         for q in qs:
-            if clear_each:  # no help from sentences embedded for earlier questions
-                answer_mod._SENTENCE_VECTORS.clear()
+            if clear_each:  # no help from sentences embedded or annotated for earlier questions
+                embed_mod._SENTENCE_VECTORS.clear()
+                language.entities.cache_clear()
             t0 = time.perf_counter()
             a = chain.ask(q)
             times.append((time.perf_counter() - t0) * 1000)

@@ -39,7 +39,7 @@ from rag.read.extractive import WEIGHTS_FILE, Weights, answer_features, candidat
 from rag.read.features import FEATURES  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
-L2 = 0.05
+L2 = 0.01
 
 
 def collect(gold: Path, home: Path, split: str) -> list[dict]:
@@ -153,7 +153,9 @@ def fit(rows: list[dict]) -> tuple[Weights, dict[str, dict[str, float]]]:
     a = np.array([answer_features(r["x"], ((r["x"] - mean) / scale) @ ranker) for r in scored])
     label = np.array([r["answerable"] and bool(r["y"][np.argmax(((r["x"] - mean) / scale) @ ranker)])
                       for r in scored], dtype=float)
-    coef, bias = fit_answerability(a, label)
+    a_mean, a_scale = a.mean(axis=0), a.std(axis=0) + 1e-6
+    coef, bias = fit_answerability((a - a_mean) / a_scale, label)
+    coef, bias = coef / a_scale, bias - float(coef @ (a_mean / a_scale))  # the same model on unscaled features
     best: tuple[float, Weights, dict[str, dict[str, float]]] | None = None
     for bar in np.arange(0.05, 0.95, 0.025):
         for second in (1e9, 0.9, 0.75, 0.5):

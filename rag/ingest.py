@@ -266,8 +266,8 @@ _LINE_END_HYPHEN = re.compile(r"\b([^\W\d_]*[a-z])-\n([a-z]+)(\S*)(?: +|(?=\n)|$
 
 
 def join_line_end_hyphens(text: str) -> str:
-    """A word hyphenated at a line end, as PDF pages set it ("incur-\\nsion"), made whole again, with the line
-    break moved after it. The hyphen goes when the document spells the joined word elsewhere ("incursion"); it
+    """A word hyphenated at a line end, as PDF pages set it ("coope-\\nration"), made whole again, with the line
+    break moved after it. The hyphen goes when the document spells the joined word elsewhere ("cooperation"); it
     stays when it does not, since "cross-\\nborder" may be a compound."""
     words = set(re.findall(r"[^\W\d_]+", text.lower()))
 
@@ -324,7 +324,7 @@ def _html_text(html: str) -> tuple[str, str]:
             if node.name in _BLOCK_TAGS:
                 parts.append("\n\n")
             elif node.name in ("td", "th") and node.find_previous_sibling(["td", "th"]):
-                parts.append(" | ")  # a row's cells stay apart: "Kursk | 300", not "Kursk300"
+                parts.append(" | ")  # a row's cells stay apart: "Leeds | 300", not "Leeds300"
             in_pre += node.name in _PRE_TAGS
             stack.append(_End(node.name, len(parts)))
             stack.extend(reversed(node.contents))

@@ -31,8 +31,9 @@ from rag.read.features import sentences as passage_sentences
 from rag.types import Passage, Pick, Statement
 
 WEIGHTS_FILE = Path(__file__).with_name("weights.json")
-ANSWER_FEATURES = ("top_share", "top_margin", "dense", "lexical", "lexical_context", "lexical_passage",
-                   "rarest_held", "names", "names_passage", "answer_type", "typed_question")
+ANSWER_FEATURES = ("top_share", "top_margin", "coverage", "names_anywhere", "dense", "lexical", "lexical_context",
+                   "lexical_passage", "rarest_held", "names", "names_passage", "answer_type", "typed_question",
+                   "new_entity", "novelty")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,11 @@ def answer_features(features: np.ndarray, scores: np.ndarray) -> np.ndarray:
     top = features[order[0]]
     margin = float(scores[order[0]] - scores[order[1]]) if len(order) > 1 else 5.0
     col = {name: top[i] for i, name in enumerate(FEATURES)}
-    return np.array([shares(scores)[order[0]], min(margin, 5.0), *(col[name] for name in ANSWER_FEATURES[2:])])
+    # how much of the question any passage speaks of: a near miss often matches all but the word that sets it apart
+    coverage = features[:, FEATURES.index("lexical_passage")].max()
+    names_anywhere = features[:, FEATURES.index("names_passage")].max()
+    return np.array([shares(scores)[order[0]], min(margin, 5.0), coverage, names_anywhere,
+                     *(col[name] for name in ANSWER_FEATURES[4:])])
 
 
 def answerability(features: np.ndarray, scores: np.ndarray, w: Weights) -> float:

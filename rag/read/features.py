@@ -32,9 +32,9 @@ _ANSWER_LABELS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple(
         (r"\bwhere\b", "GPE LOC FAC ORG"),
     ))
 
-FEATURES = ("dense", "dense_gap", "lexical", "lexical_gap", "lexical_context", "lexical_passage", "rarest_held",
-            "answer_type", "typed_question", "new_entity", "names", "names_passage", "novelty", "rank", "statement",
-            "length")
+FEATURES = ("dense", "dense_gap", "dense_before", "lexical", "lexical_gap", "lexical_context", "lexical_passage",
+            "rarest_held", "answer_type", "typed_question", "new_entity", "names", "names_passage", "novelty", "rank",
+            "statement", "length")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,9 @@ def featurize(q: Question, found: Sequence[Sentence], cosines: np.ndarray, passa
     # The question's rarest word names what sets it apart: a near miss ("the fine for the 2013 notice") often
     # matches everything else.
     rarest = max(q.terms, key=idf) if q.terms else ""
+    # The sentence before may restate the question while this one answers it ("We acknowledge that some users
+    # require non-free works." - "We have created "contrib" and "non-free" areas for these works.")
+    cosine_of = {s.text: float(c) for s, c in zip(found, cosines, strict=True)}
     rows = []
     for i, s in enumerate(found):
         # An entity the question already states adds nothing: "in March 2024" does not answer "when in 2024".
@@ -124,7 +127,7 @@ def featurize(q: Question, found: Sequence[Sentence], cosines: np.ndarray, passa
         words = content_words(s.text)
         novelty = sum(stem(w) not in q_stems for w in words) / max(len(words), 1)
         rows.append([
-            cosines[i], cosines[i] - cosines.max(),
+            cosines[i], cosines[i] - cosines.max(), cosine_of.get(s.before, 0.0),
             lexical[i], lexical[i] - lexical.max(), overlap(q.terms, f"{s.before} {s.text}", idf),
             overlap(q.terms, passages[s.passage - 1].text, idf),
             1.0 if not rarest or stem(rarest) in content_stems(f"{s.before} {s.text}") else 0.0,
