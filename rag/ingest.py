@@ -208,7 +208,7 @@ def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
     return Document(
         id=doc_id,
         text=text,
-        title=title or guess_title(text, markdown=suffix in {".md", ".markdown"}),
+        title=_CONTROL.sub("", title) or guess_title(text, markdown=suffix in {".md", ".markdown"}),
         source=str(path),
         content_hash=hashlib.sha256(text.encode()).hexdigest(),
         date=declared or find_date(text),
@@ -254,9 +254,16 @@ def _decode(raw: bytes, html: bool = False) -> str:
         raise BadFile(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from e
 
 
+# C0 and C1 control characters but tab and newline (\r, \f and \v become line ends and spaces first): an escape
+# sequence in an article must never reach a terminal, nor a NUL the store.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def normalise(text: str) -> str:
-    """NFC, Unix newlines, no trailing spaces, at most one blank line in a row."""
+    """NFC, Unix newlines, no control characters but tab and newline, no trailing spaces, at most one blank line
+    in a row."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text.replace("\f", "\n").replace("\v", " "))
     text = re.sub(r"[ \t\f\v]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip()
@@ -283,7 +290,6 @@ _BLOCK_TAGS = frozenset(["p", "div", "section", "article", "header", "footer", "
                          "ol", "dl", "dt", "dd", "table", "tr", "pre", "blockquote", "figure", "figcaption", "br",
                          "hr", "h1", "h2", "h3", "h4", "h5", "h6", "title"])
 _DROPPED_TAGS = frozenset(["script", "style", "noscript", "template", "head", "svg", "iframe", "object", "nav"])
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _PRE_TAGS = frozenset(["pre", "textarea"])
 
 
@@ -296,12 +302,16 @@ class _End:
 
 
 def _html_text(html: str) -> tuple[str, str]:
-    """Visible text only: scripts, styles, comments and hidden elements never reach the store. One walk of the
-    tree; block elements make paragraph breaks, and as in a browser any other run of whitespace (a wrapped source
-    line included) is one space, so a line break of the source never splits a sentence."""
+    """Visible text only: scripts, styles, comments and elements hidden by attributes or by the page's own CSS
+    (`rag.hidden`) never reach the store. One walk of the tree; block elements make paragraph breaks, and as in a
+    browser any other run of whitespace (a wrapped source line included) is one space, so a line break of the
+    source never splits a sentence."""
     from bs4 import BeautifulSoup, CData, NavigableString, Tag
 
+    from rag.hidden import hidden_parts
+
     soup = BeautifulSoup(html, "lxml")
+    gone, unseen = hidden_parts(soup)
     title_tag = soup.find("title")
     title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
     parts: list[str] = []
@@ -317,10 +327,10 @@ def _html_text(html: str) -> tuple[str, str]:
             if node.name in _BLOCK_TAGS:
                 parts.append("\n\n")
         elif isinstance(node, NavigableString):
-            if type(node) in (NavigableString, CData):  # not a comment, doctype or processing instruction
+            if type(node) in (NavigableString, CData) and id(node.parent) not in unseen:  # nor a comment
                 parts.append(str(node) if in_pre else re.sub(r"\s+", " ", node))
-        elif isinstance(node, Tag) and node.name not in _DROPPED_TAGS and not _is_hidden(node) \
-                and not _is_page_chrome(node):
+        elif isinstance(node, Tag) and node.name not in _DROPPED_TAGS and id(node) not in gone \
+                and not _is_hidden(node) and not _is_page_chrome(node):
             if node.name in _BLOCK_TAGS:
                 parts.append("\n\n")
             elif node.name in ("td", "th") and node.find_previous_sibling(["td", "th"]):
@@ -347,7 +357,6 @@ def _is_hidden(tag) -> bool:  # type: ignore[no-untyped-def]
         "hidden" in attrs
         or str(attrs.get("aria-hidden", "")).lower() == "true"
         or (tag.name == "input" and str(attrs.get("type", "")).lower() == "hidden")
-        or bool(_HIDDEN_STYLE.search(str(attrs.get("style", ""))))
     )
 
 
