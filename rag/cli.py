@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from rag.config import BACKENDS, BACKENDS_HELP, AnswerSettings, RetrieveSettings, Settings
+from rag.terminal import LiteralConsole, literal, one_line, plural
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `rag --help` stays fast
     from rag.ingest import Skip
@@ -26,13 +28,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Cited answers, briefings and citation evals over your own articles.")
 
 
-class _Stdout(Console):
+class _Stdout(LiteralConsole):
     def on_broken_pipe(self) -> None:  # Rich would exit 1; main() makes it the exit of any tool a pipe stopped
         raise BrokenPipeError
 
 
-out = _Stdout(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Every string is printed literally: no markup, no emoji codes, control characters shown, never obeyed.
+out = _Stdout(soft_wrap=True)
+err = LiteralConsole(stderr=True, soft_wrap=True)
 
 
 class State:
@@ -52,7 +55,7 @@ def settings() -> Settings:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)  # "[and]" in a quote stays
+    err.print(Text.assemble(("error:", "bold red"), f" {message}"))  # "[and]" or ":fire:" in a quote stays
     return typer.Exit(code)
 
 
@@ -89,7 +92,7 @@ def progress(what: str) -> Iterator[Callable[[int, int], None]]:
             nonlocal last
             if time.monotonic() - last >= LOG_PROGRESS_EVERY_S:
                 last = time.monotonic()
-                err.print(f"{what}: {done}/{total}", markup=False)
+                err.print(f"{what}: {done}/{total}")
 
         yield log
         return
@@ -97,7 +100,7 @@ def progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(what, total=None)
+        task = bar.add_task(escape(literal(what)), total=None)  # a live display is drawn past the console's hook
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
@@ -181,7 +184,8 @@ def ingest(
         ignored = f", ignored {n_ignored} of other types ({file_types(report.ignored)})" if n_ignored else ""
         out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
                   f"removed {len(report.removed)}, skipped {len(report.skipped)}{ignored}; "
-                  f"embedded {report.embedded} chunks; store holds {report.chunks} chunks in {store.where}")
+                  f"embedded {plural(report.embedded, 'chunk')}; store holds {plural(report.chunks, 'chunk')} in "
+                  f"{one_line(str(store.where))}")
     if report.skipped:  # bad input: a script or CI job must notice, though the good files are stored
         n = len(report.skipped)
         raise fail(f"{n} file{'s' if n > 1 else ''} skipped (named above); every other file is stored")
@@ -197,7 +201,7 @@ def say_skipped(skips: Iterable[Skip], stored_sources: set[str]) -> None:
     for skip in skips:
         held = os.path.abspath(skip.path) in stored_sources
         kept = "; the version ingested before stays in the store" if held else ""
-        err.print(f"skipped {skip.path}: {skip.reason}{kept}", markup=False)
+        err.print(f"skipped {one_line(skip.path)}: {skip.reason}{kept}")
 
 
 def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-untyped-def]
@@ -267,10 +271,12 @@ def ask(
     # stdout stays the answer; who answered, from how much, and how fast goes to stderr
     seconds = answer.timings_ms.get("total", 0.0) / 1000
     if answer.abstained and answer.passages and not show_passages:  # let the user judge what was searched
-        err.print(f"[dim]{len(answer.passages)} passages were searched ({answer.backend} backend, {seconds:.1f} s) "
-                  "and none answers well enough to cite: --show-passages lists them[/]")
+        searched = plural(len(answer.passages), "passage was", "passages were")
+        err.print(Text(f"{searched} searched ({answer.backend} backend, {seconds:.1f} s) and none answers well "
+                       "enough to cite: --show-passages lists them", style="dim"))
     else:
-        err.print(f"[dim]{answer.backend} backend, {len(answer.passages)} passages, {seconds:.1f} s[/]")
+        err.print(Text(f"{answer.backend} backend, {plural(len(answer.passages), 'passage')}, {seconds:.1f} s",
+                       style="dim"))
 
 
 @app.command()
@@ -284,7 +290,7 @@ def repl(
     s = settings()
     chain = load_chain(s, backend)  # exits 2 with "run `rag ingest PATH` first" on an empty store
     piped = not sys.stdout.isatty()
-    console = Console(highlight=False, soft_wrap=piped)  # piped: one line per line, no 80 columns
+    console = LiteralConsole(soft_wrap=piped)  # piped: one line per line, no 80 columns
     shell = Repl(chain, console, k=k, markdown_as_text=piped)
     problem = shell.check_backend()
     if problem:
@@ -329,8 +335,8 @@ def brief(
     if as_json:
         out.print_json(json.dumps(briefing.to_json(), ensure_ascii=False))
     elif not output:
-        typer.echo(briefing.markdown, nl=False)
-    err.print(briefing.audit.summary + (f"; wrote {output}" if output else ""), markup=False)
+        typer.echo(literal(briefing.markdown), nl=False)  # a model's words too: no escape sequence is obeyed
+    err.print(briefing.audit.summary + (f"; wrote {output}" if output else ""))
 
 
 @app.command("eval")
@@ -362,6 +368,7 @@ def eval_(
 ) -> None:
     """Score the answer chain against gold sets: evidence recall, citation precision, STR-EM, abstention..."""
     from rag import evals
+    from rag.eval_tables import print_eval
 
     if record and replay:
         raise fail("--record and --replay exclude each other")
@@ -386,7 +393,7 @@ def eval_(
     chain = load_chain(s, backend)
     if (record or replay) and chain.backend == "extractive":
         err.print(f"note: --{'record' if record else 'replay'} has nothing to do: the extractive backend calls no "
-                  "model", markup=False)
+                  "model")
         record = replay = None
     if check and base.get("backends", {}).get(chain.backend) is None:  # say so before the long run, not after
         raise fail(f"no baseline for backend {chain.backend} in {baseline}: run with --update-baseline first")
@@ -398,19 +405,19 @@ def eval_(
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
-        _print_eval(report, chain.backend, time_s=sum(r.timings_ms.get("total", 0) for r in report.items) / 1000)
+        print_eval(out, report, chain.backend, time_s=sum(r.timings_ms.get("total", 0) for r in report.items) / 1000)
     tol = tolerance if tolerance is not None else float(base.get("tolerance", 0.02))
     if update_baseline:
         base.setdefault("backends", {})[chain.backend] = dict(report.metrics)
         base.setdefault("tolerance", tol)
         write_output(baseline, json.dumps(base, indent=2) + "\n", "the baseline")
-        err.print(f"baseline for {chain.backend} written to {baseline}", markup=False)
+        err.print(f"baseline for {chain.backend} written to {baseline}")
     if check:
         accepted = base["backends"][chain.backend]
         measured = int(report.metrics["n_items"] or 0)
         if accepted.get("n_items") not in (None, measured):
             err.print(f"note: the baseline was measured on {int(accepted['n_items'])} items, this run has "
-                      f"{measured}: a metric moves with the items, not only with the code", markup=False)
+                      f"{measured}: a metric moves with the items, not only with the code")
         _gate({chain.backend: evals.check_against(report.metrics, accepted, tol)}, chain.backend, tol)
 
 
@@ -441,9 +448,9 @@ def _gate(failures: dict[str, list[str]], backend: str, tol: float) -> None:
     lines = [f"{where}: {line}" if len(failures) > 1 else line for where, found in failures.items() for line in found]
     if lines:
         for line in lines:
-            err.print(f"[red]regression:[/] {escape(line)}")
+            err.print(Text.assemble(("regression:", "red"), f" {line}"))
         raise typer.Exit(1)
-    err.print(f"[green]check passed[/]: no metric below the {backend} baseline minus {tol}")
+    err.print(Text.assemble(("check passed", "green"), f": no metric below the {backend} baseline minus {tol}"))
 
 
 def _eval_folder(folder: Path, split: str, as_json: bool, check: bool, update_baseline: bool, baseline: Path,
@@ -452,6 +459,7 @@ def _eval_folder(folder: Path, split: str, as_json: bool, check: bool, update_ba
     from rag import evals, evalsets
     from rag.answer import AnswerChain
     from rag.embed import make_embedder
+    from rag.eval_tables import print_sets
     from rag.retrieve import Retriever
     from rag.store import StoreError
 
@@ -485,14 +493,14 @@ def _eval_folder(folder: Path, split: str, as_json: bool, check: bool, update_ba
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
-        _print_sets(report, chosen, split)
+        print_sets(out, report, chosen, split)
     tol = tolerance if tolerance is not None else float(base.get("tolerance", 0.02))
     if update_baseline:
         for name, r in report.reports.items():
             base.setdefault("sets", {}).setdefault(name, {}).setdefault(split, {})[chosen] = dict(r.metrics)
         base.setdefault("tolerance", tol)
         write_output(baseline, json.dumps(base, indent=2) + "\n", "the baseline")
-        err.print(f"{split} baselines of {len(report.reports)} sets for {chosen} written to {baseline}", markup=False)
+        err.print(f"{split} baselines of {len(report.reports)} sets for {chosen} written to {baseline}")
     if check:
         _gate({name: evals.check_against(r.metrics, accepted[name][split][chosen], tol)
                for name, r in report.reports.items()}, chosen, tol)
@@ -502,55 +510,6 @@ def resolve_backend_name(s: Settings, backend: str | None) -> str:
     from rag.config import resolve_backend
 
     return resolve_backend(backend or s.answer.backend, os.environ)
-
-
-def _print_sets(report, backend: str, split: str) -> None:  # type: ignore[no-untyped-def]
-    from rich.table import Table
-
-    from rag.evalsets import HEADLINE
-
-    n = int(report.macro["n_items"] or 0)
-    table = Table(title=f"rag eval — {backend} backend, {split} items of {len(report.reports)} sets ({n} items)")
-    table.add_column("set")
-    for name in (*HEADLINE, "n_items"):
-        table.add_column(name.replace("_", " "), justify="right")
-
-    def cells(metrics: dict) -> list[str]:  # type: ignore[type-arg]
-        return ["n/a" if (v := metrics.get(m)) is None else f"{v:.3f}" for m in HEADLINE] + [
-            str(int(metrics.get("n_items") or 0))]
-
-    for name, r in report.reports.items():
-        table.add_row(escape(name), *cells(r.metrics))
-    table.add_row("[bold]macro average[/]", *cells(report.macro))
-    spread = report.spread
-    table.add_row("[bold]spread (best - worst)[/]", *[f"{spread[m]:.3f}" if m in spread else "" for m in HEADLINE], "")
-    out.print(table)
-
-
-def _print_eval(report, backend: str, time_s: float) -> None:  # type: ignore[no-untyped-def]
-    from rich.table import Table
-
-    from rag.chunk import as_prose
-
-    failures = [r for r in report.items if not r.passed]
-    for r in failures:
-        out.print(f"[bold red]FAIL[/] {r.id} {escape(r.question)} — {r.failure()}")
-        out.print(f"   expected: {escape(str(r.expected_answers))}"
-                  + (f" from “{escape(as_prose(r.expected_quotes[0]))}”" if r.expected_quotes else ""))
-        out.print(f"   answer:   {escape(r.answer)}")
-        for c in r.citations:
-            out.print(f"   cited:    [{c['n']}] {c['doc']} “{escape(as_prose(c['quote']))}”")
-    table = Table(title=f"rag eval — {backend} backend, {len(report.items)} items, {time_s:.1f} s answering")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    if report.spread:
-        table.add_column("spread", justify="right")
-    for name, value in report.metrics.items():
-        row = [name, "n/a" if value is None else str(int(value)) if name == "n_items" else f"{value:.4f}"]
-        if report.spread:
-            row.append(f"±{report.spread[name]:.4f}" if name in report.spread else "")
-        table.add_row(*row)
-    out.print(table)
 
 
 def _stream_to(console: Console):  # type: ignore[no-untyped-def]
@@ -573,7 +532,7 @@ def main() -> None:
         if not _stdout_failed(e):
             raise
         _detach_stdout()
-        err.print(f"[bold red]error:[/] cannot write the output: {escape(e.strerror or str(e))}")
+        err.print(Text.assemble(("error:", "bold red"), f" cannot write the output: {e.strerror or e}"))
         sys.exit(2)
 
 

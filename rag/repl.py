@@ -24,13 +24,13 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from rag.cite import content_stems
 from rag.config import BACKENDS, BACKENDS_HELP, resolve_backend
 from rag.render import print_answer, print_citation, print_passages
+from rag.terminal import literal, one_line, plural
 from rag.types import Answer, Citation, Passage
 
 HISTORY_TURNS = 3  # conversation turns given to the model when condensing a follow-up question
@@ -60,7 +60,7 @@ class Hint(Exception):
 def highlight(passage: Passage, citations: Iterable[Citation], focus: int | None = None) -> Text:
     """The passage text with the span of every citation into it styled (the `focus` citation strongest).
     Citation offsets are into the document, passage offsets too: the span is `c.start - p.start` onwards."""
-    text = Text(passage.text)
+    text = Text(literal(passage.text))  # one character for one: the cited spans stay in place
     for c in citations:
         if c.chunk_id != passage.chunk_id:
             continue
@@ -169,8 +169,8 @@ class Repl:
         retriever = self.chain.retriever
         parts = []
         try:
-            parts.append(f"{len(retriever.doc_ids())} documents")
-            parts.append(f"{retriever.store.count()} chunks in {self.where}")
+            parts.append(plural(len(retriever.doc_ids()), "document"))
+            parts.append(f"{plural(retriever.store.count(), 'chunk')} in {one_line(self.where)}")
         except Exception:  # noqa: BLE001  a fake or remote store: the banner is only a courtesy
             parts.append(self.where)
         parts.append(f"backend {self.chain.backend}")
@@ -181,10 +181,10 @@ class Repl:
                                 style="dim"))
 
     def hint(self, message: str) -> None:
-        self.console.print(Text(message, style="yellow"))
+        self.console.print(Text(literal(message), style="yellow"))
 
     def error(self, message: str) -> None:
-        self.console.print(Text.assemble(("error: ", "bold red"), message))
+        self.console.print(Text.assemble(("error: ", "bold red"), literal(message)))
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, session: Any) -> int:
@@ -236,7 +236,7 @@ class Repl:
         if self.chain.backend != "extractive" and self.history:
             standalone = self.condense(question)
             if standalone != question:
-                self.console.print(Text(f"→ {standalone}", style="dim italic"))
+                self.console.print(Text(f"→ {literal(standalone)}", style="dim italic"))
         answer = self._answer(standalone)
         self.last = answer
         self.history.append((standalone, _MARKERS.sub("", answer.text)))
@@ -244,7 +244,7 @@ class Repl:
         print_answer(self.console, answer)
         total = answer.timings_ms.get("total")
         n = len(answer.citations)
-        facts = [f"{n} citation{'s' if n != 1 else ''}", f"{len(answer.passages)} passages", answer.backend]
+        facts = [plural(n, "citation"), plural(len(answer.passages), "passage"), answer.backend]
         if total is not None:
             facts.append(f"{total / 1000:.2f} s")
         self.console.print(Text(" · ".join(facts) + " — :sources, :show N, :json", style="dim"))
@@ -261,7 +261,7 @@ class Repl:
 
         def on_token(token: str) -> None:
             draft.append(token)
-            live.update(Text("".join(draft), style="dim"))
+            live.update(Text(literal("".join(draft)), style="dim"))  # drawn past the console's own hook
 
         # The draft streams in place and is replaced by the verified answer (renumbered, checked citations).
         with live:
@@ -295,7 +295,7 @@ class Repl:
     def cmd_sources(self, arg: str) -> None:
         answer = self._need_answer()
         if answer.citations:
-            self.console.print("[bold]Citations[/]")
+            self.console.print(Text("Citations", style="bold"))
             index = {p.chunk_id: i for i, p in enumerate(answer.passages, start=1)}
             for c in answer.citations:
                 print_citation(self.console, c, f"passage {index[c.chunk_id]}" if c.chunk_id in index else c.chunk_id)
@@ -330,8 +330,9 @@ class Repl:
                 raise Hint(f"no retrieved passage {index + 1}: the last answer has passages 1–{len(answer.passages)}")
         passage = answer.passages[index]
         cited = [c for c in answer.citations if c.chunk_id == passage.chunk_id]
-        self.console.print(f"[bold]{escape(passage.title or passage.doc)}[/] — [dim]{escape(passage.doc)} "
-                           f"{passage.start}-{passage.end}, passage {index + 1} of {len(answer.passages)}[/]")
+        self.console.print(Text.assemble((one_line(passage.title or passage.doc), "bold"), " — ", (
+            f"{one_line(passage.doc)} {passage.start}-{passage.end}, passage {index + 1} of {len(answer.passages)}",
+            "dim")))
         self.console.print(highlight(passage, cited, focus))
         if cited:
             spans = ", ".join(f"[{c.n}] {c.start}-{c.end}" for c in cited)
@@ -342,7 +343,7 @@ class Repl:
     def cmd_k(self, arg: str) -> None:
         if not arg:
             current = self.k or self.chain.retriever.settings.k
-            self.console.print(f"k = {current} passages per question")
+            self.console.print(Text(f"k = {current} passages per question"))
             return
         try:
             k = int(arg)
@@ -351,7 +352,7 @@ class Repl:
         if k < 1:
             raise Hint("usage: :k N with N ≥ 1")
         self.k = k
-        self.console.print(f"k = {k} passages per question")
+        self.console.print(Text(f"k = {k} passages per question"))
 
     def cmd_backend(self, arg: str) -> None:
         if not arg:
@@ -396,16 +397,16 @@ class Repl:
             self.console.print("filter: off (searching all documents)")
             return
         shown = ", ".join(self.docs[:8]) + (f" and {len(self.docs) - 8} more" if len(self.docs) > 8 else "")
-        self.console.print(f"filter: only {len(self.docs)} document{'s' if len(self.docs) != 1 else ''}: "
-                           f"{escape(shown)} (:filter off to search all)")
+        self.console.print(Text(f"filter: only {plural(len(self.docs), 'document')}: {one_line(shown)} "
+                                "(:filter off to search all)"))
 
     def cmd_docs(self, arg: str) -> None:
         records = self.chain.retriever.store.documents()
         for doc in sorted(records):
             mark = "*" if self.docs and doc in self.docs else " "
             title = records[doc].get("title", "") if isinstance(records[doc], dict) else ""
-            self.console.print(Text.assemble(f"{mark} ", (doc, "bold"), f"  {title}"))
-        self.console.print(Text(f"{len(records)} documents" + (" (* = in the filter)" if self.docs else ""),
+            self.console.print(Text.assemble(f"{mark} ", (one_line(doc), "bold"), f"  {one_line(str(title))}"))
+        self.console.print(Text(plural(len(records), "document") + (" (* = in the filter)" if self.docs else ""),
                                 style="dim"))
 
     def cmd_brief(self, arg: str) -> None:
@@ -419,7 +420,7 @@ class Repl:
         with self._busy(f"writing a briefing on {arg}…"):
             briefing = brief.make_briefing(self.chain, arg)
         if self.markdown_as_text:
-            self.console.print(briefing.markdown, markup=False, highlight=False, end="")
+            self.console.print(Text(literal(briefing.markdown)), end="")
         else:
             self.console.print(Markdown(briefing.markdown))
 
@@ -446,7 +447,7 @@ class LineSession:
         line = line.rstrip("\r\n")
         if line == "\x04":
             raise EOFError
-        self.console.print(Text(message, style="bold") + Text(line))
+        self.console.print(Text(message, style="bold") + Text(literal(line)))
         return line
 
 
