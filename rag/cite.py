@@ -218,12 +218,47 @@ def verify(answer: str, passages: list[Passage], min_overlap: float = 0.3, drop_
     return number_citations(statements, passages, drop_unsupported, dropped)
 
 
-def strip_foreign_links(answer: str, passages: list[Passage]) -> str:
-    """Remove links and images whose target no passage contains: sources are data, not a way to smuggle URLs."""
-    corpus = "\n".join(p.text for p in passages)
+def strip_foreign_links(answer: str, passages: Sequence[Passage], escape_html: bool = True) -> str:
+    """The one post-check of a model's words (answers and briefings): a link or image survives only when its URL
+    occurs whole in a passage shown (not as the start of a longer URL) and is http(s), mailto or www; a
+    `javascript:`, `data:` or protocol-relative (`//host`) link never does; a reference definition (`[1]: URL`)
+    is held to the same rule. With `escape_html`, a raw HTML tag is escaped (`\\<b>`); the briefing's renderers
+    escape it themselves. Sources are data, not a way to smuggle URLs."""
+    sources = [p.text for p in passages]
 
-    def keep(m: re.Match[str]) -> str:
-        url = m.group(1) or m.group(0)
-        return m.group(0) if url in corpus else ""
+    def link(m: re.Match[str]) -> str:
+        return m.group(0) if allowed_url(m.group("url"), sources) else ""
 
-    return _URL.sub(keep, answer)
+    def bare(m: re.Match[str]) -> str:
+        url = m.group(0).rstrip(".,;:!?)]'\"")
+        return (url if allowed_url(url, sources) else "") + m.group(0)[len(url):]
+
+    text = _REFERENCE.sub(link, _AUTOLINK.sub(link, _INLINE_LINK.sub(link, answer)))
+    text = _BARE_URL.sub(bare, text)
+    return _HTML_TAG.sub(r"\\<", text) if escape_html else text
+
+
+_INLINE_LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?(?P<url>[^)\s>]*)>?(?:\s+[^)\n]*)?\)")  # [text](url "t"), ![alt](url)
+_AUTOLINK = re.compile(r"<(?P<url>(?:[a-z][a-z0-9+.-]*:|//)[^>\s]*)>", re.I)  # <https://...>
+_REFERENCE = re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*<?(?P<url>\S*?)>?(?:[ \t].*)?$", re.M)  # [1]: https://...
+_BARE_URL = re.compile(r"(?<![\w/@.])(?:(?:https?|ftp)://|www\.|//(?=[\w-]+\.)|(?:javascript|vbscript|data|file):)"
+                       r"[^\s<>\[\]\"']*", re.I)
+_HTML_TAG = re.compile(r"(?<!\\)<(?=[a-z/!?])", re.I)
+_SAFE_URL = re.compile(r"^(?:https?://[^/\s]|mailto:\S|www\.\S)", re.I)
+_URL_CHAR = re.compile(r"[\w/.:?#&=%+~@!$*,;-]")
+
+
+def allowed_url(url: str, sources: Sequence[str]) -> bool:
+    """Is this URL safe to show (http(s), mailto, www), and does it occur whole in one of the sources: not inside
+    a longer URL, only followed by the end, a space, a quote, a bracket or sentence punctuation?"""
+    url = url.strip()
+    if not url or not _SAFE_URL.match(url) or any(ch.isspace() or ord(ch) < 32 for ch in url) or "&#" in url:
+        return False
+    for text in sources:
+        at = text.find(url)
+        while at >= 0:
+            before, after = text[at - 1:at] if at else "", text[at + len(url):]
+            if not _URL_CHAR.match(before) and re.match(r"[.,;:!?)\]'\"’”]*(?:[\s<>\"'(\[]|$)", after):
+                return True
+            at = text.find(url, at + 1)
+    return False

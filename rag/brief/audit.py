@@ -11,7 +11,7 @@ from typing import Any
 from rag.brief.headings import heading as make_heading
 from rag.brief.headings import words_missing
 from rag.brief.model import Audit, Briefing, Disagreement, Draft, Point, Section
-from rag.cite import attach_marker, parse_claims, verify
+from rag.cite import attach_marker, parse_claims, strip_foreign_links, verify
 from rag.sentences import annotate
 from rag.types import Citation, Passage
 
@@ -44,7 +44,7 @@ class _Counter:
 def audit_claims(text: str, passages: Sequence[Passage]) -> list[tuple[str, tuple[Citation, ...], tuple[str, ...]]]:
     """Split text into claim sentences and check each with rag.cite.verify against `passages` (the ones its
     markers index): (sentence, verified citations with local numbers, markers dropped)."""
-    claims, bad = parse_claims(text, len(passages))
+    claims, bad = parse_claims(strip_foreign_links(text, passages, escape_html=False), len(passages))
     out = []
     for i, claim in enumerate(claims):
         markers = "".join(f"[{n}]" for n in claim.markers)

@@ -146,7 +146,7 @@ class Briefing:
 def _markdown_text(text: str) -> str:
     """Text from an article or the user as Markdown shows it: "<" and ">" escaped, so a page that renders the
     briefing never runs HTML that an article (or a topic) carried."""
-    return text.replace("<", "\\<").replace(">", "\\>")
+    return text.replace("<", "\\<").replace(">", "\\>").replace("![", "!\\[")  # nor a live remote image
 
 
 NOT_IN_SOURCES = "Not in the sources: no ingested article speaks clearly to this topic."
