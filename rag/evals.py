@@ -46,6 +46,9 @@ class GoldItem:
 
 
 # -- gold set ----------------------------------------------------------------------------------------------
+SHOWN_PROBLEMS = 20  # lines of a bad gold file named one by one
+
+
 def load_gold(path: Path, doc_texts: Callable[[str], str | None]) -> list[GoldItem]:
     """Parse and validate a JSONL gold set; `doc_texts(doc)` gives a document's normalised text (None: unknown).
     Every problem is collected, so one run names every bad line."""
@@ -73,8 +76,10 @@ def load_gold(path: Path, doc_texts: Callable[[str], str | None]) -> list[GoldIt
         if item and not errors:
             seen.add(item.id)
             items.append(item)
-    if problems:
-        raise GoldError("\n".join(problems))
+    if problems:  # the first ones name the trouble; a file that is not JSONL at all would print a line per line
+        more = len(problems) - SHOWN_PROBLEMS
+        tail = f"\n... and {more:,} more problems in {path} ({len(problems):,} in all)" if more > 0 else ""
+        raise GoldError("\n".join(problems[:SHOWN_PROBLEMS]) + tail)
     if not items:
         raise GoldError(f"{path}: no items")
     return items
