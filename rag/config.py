@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ class EmbedSettings(_Section):
     provider: Literal["local", "openai"] = "local"
     openai_model: str = "text-embedding-3-small"
     batch_size: int = Field(16, ge=1, description="texts per model call; small batches pad less on a CPU")
+    timeout_s: float = Field(30.0, gt=0, description="openai: the most one embedding call may take, retries included")
+    max_retries: int = Field(2, ge=0, description="openai: attempts after the first")
 
 
 class RetrieveSettings(_Section):
@@ -66,8 +69,8 @@ class AnswerSettings(_Section):
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
     max_sentences: int = Field(2, ge=1, description="most sentences in an answer")
     unsupported: Literal["flag", "drop"] = "flag"
-    timeout_s: float = 30.0
-    max_retries: int = 2
+    timeout_s: float = Field(30.0, gt=0, description="the most one model call may take, retries included")
+    max_retries: int = Field(2, ge=0)
     # Below this answerability (0-1) the extractive reader says the sources do not answer; unset: the bar fitted
     # with its weights by evals/fit_reader.py.
     min_confidence: float | None = Field(None, ge=0, le=1)
@@ -95,6 +98,10 @@ class Settings(BaseSettings):
         named = os.environ.get("RAG_CONFIG")
         if named and not Path(named).is_file():
             raise ValueError(f"RAG_CONFIG names {named}, which is not a file")
+        check_variables(os.environ)
+        toml_file = Path(str(cls.model_config.get("toml_file")))
+        if toml_file.exists() or toml_file.is_symlink():
+            read_named_file(toml_file, "settings file")  # a folder, unreadable, not UTF-8: one line naming it
         try:
             return cls()
         except ValidationError as e:
@@ -125,6 +132,38 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+# RAG_ variables that are not settings but are read by name: the settings file, and a test's switch to keep its
+# screenshot.
+OTHER_VARIABLES = frozenset({"RAG_CONFIG", "RAG_KEEP_SCREENSHOT"})
+
+
+def setting_variables() -> list[str]:
+    """Every RAG_ variable that names a setting: RAG_HOME, RAG_CHUNK, RAG_CHUNK__SIZE, ..."""
+    names = []
+    for name, field in Settings.model_fields.items():
+        names.append(f"RAG_{name.upper()}")
+        if isinstance(field.default, BaseModel):
+            names.extend(f"RAG_{name.upper()}__{sub.upper()}" for sub in type(field.default).model_fields)
+    return names
+
+
+def check_variables(environ: Mapping[str, str]) -> None:
+    """A RAG_ variable that is no setting is a misspelling (RAG_CHROMAURL, RAG_RETREIVE__K, RAG_CHUNK_SIZE): an
+    error naming the nearest setting, not a silent default. Misspelt keys of a known section are left to the
+    settings' own check, which lists the section's keys; empty variables count as unset."""
+    known = setting_variables()
+    sections = {n for n in known if "__" not in n}
+    for name, value in sorted(environ.items()):
+        upper = name.upper()
+        if not upper.startswith("RAG_") or not value or upper in OTHER_VARIABLES or upper in known:
+            continue
+        if "__" in upper and upper.split("__")[0] in sections:
+            continue
+        near = difflib.get_close_matches(upper, known + sorted(OTHER_VARIABLES), n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}?" if near else f"settings are {', '.join(sorted(sections))}"
+        raise ValueError(f"unknown setting {name} (a RAG_ variable that is no setting): {hint}")
 
 
 class UnreadableFile(ValueError):
