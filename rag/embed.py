@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.config import EmbedSettings
-from rag.llm import ModelError, client_failure, model_server
+from rag.llm import ModelError, attempt_timeout, client_failure, model_server
 
 
 class Embedder(Protocol):
@@ -53,27 +53,46 @@ def _load_minilm():  # type: ignore[no-untyped-def]
 
 
 class OpenAIEmbedder:
-    def __init__(self, model: str, batch_size: int = 256) -> None:
+    def __init__(self, model: str, batch_size: int = 256, timeout_s: float = 30.0, max_retries: int = 2) -> None:
         from openai import OpenAI
 
         self.name = f"openai:{model}"
         self.model = model
         self.batch_size = batch_size
         base_url, api_key = model_server(f"the {self.name} embedder", "RAG_EMBED__PROVIDER=local embeds offline")
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=30.0, max_retries=2)
+        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=attempt_timeout(timeout_s, max_retries),
+                             max_retries=max_retries)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        vectors: list[list[float]] = []
+        vectors: list[np.ndarray] = []
         try:
             for i in range(0, len(texts), self.batch_size):
-                response = self.client.embeddings.create(model=self.model, input=list(texts[i:i + self.batch_size]))
-                vectors.extend(item.embedding for item in response.data)
+                batch = list(texts[i:i + self.batch_size])
+                response = self.client.embeddings.create(model=self.model, input=batch)
+                vectors.append(self._vectors(response, len(batch)))
         except Exception as e:  # noqa: BLE001  the client raises many types; each becomes one line
             if (why := client_failure(e)) is None:
-                raise
+                if not isinstance(e, (ValueError, TypeError, AttributeError, KeyError)) or isinstance(e, ModelError):
+                    raise
+                # a reply the client could not decode (not JSON, bad base64, no "data"): the server's fault
+                why = (f"the server at {os.environ.get('OPENAI_BASE_URL', 'api.openai.com')} sent a malformed "
+                       f"reply ({type(e).__name__}: {e})")
             raise ModelError(f"embedding with {self.name} failed: {why}") from None
-        array = np.asarray(vectors, dtype=np.float32)
+        array = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
         return array / np.linalg.norm(array, axis=1, keepdims=True).clip(min=1e-12)
+
+    def _vectors(self, response: object, n: int) -> np.ndarray:
+        """The reply's vectors, or ModelError when the server's reply is not n vectors of one length."""
+        where = os.environ.get("OPENAI_BASE_URL", "api.openai.com")
+        try:
+            array = np.asarray([item.embedding for item in response.data], dtype=np.float32)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ModelError(f"embedding with {self.name} failed: the server at {where} sent a malformed reply "
+                             f"({type(e).__name__}: {e})") from None
+        if array.ndim != 2 or len(array) != n or array.shape[1] == 0 or not np.isfinite(array).all():
+            raise ModelError(f"embedding with {self.name} failed: the server at {where} sent a malformed reply "
+                             f"(expected {n} vectors of numbers, got shape {array.shape})")
+        return array
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
@@ -81,7 +100,7 @@ class OpenAIEmbedder:
 
 def make_embedder(settings: EmbedSettings) -> Embedder:
     if settings.provider == "openai":
-        return OpenAIEmbedder(settings.openai_model)
+        return OpenAIEmbedder(settings.openai_model, timeout_s=settings.timeout_s, max_retries=settings.max_retries)
     return LocalEmbedder(settings.batch_size)
 
 

@@ -26,11 +26,18 @@ def openai_chat_model(settings: AnswerSettings, streaming: bool = True) -> Any:
         model=os.environ.get("RAG_ANSWER__OPENAI_MODEL", settings.openai_model),
         base_url=base_url,
         api_key=SecretStr(api_key),
-        timeout=settings.timeout_s,
+        timeout=attempt_timeout(settings.timeout_s, settings.max_retries),
         max_retries=settings.max_retries,
         temperature=0.0,
         streaming=streaming,
     )
+
+
+def attempt_timeout(total_s: float, retries: int) -> float:
+    """Seconds one attempt may take so that every attempt, and the client's back-off between them (0.5 s, 1 s,
+    2 s, ...), fits in `total_s`: a dead server fails within the timeout the user set, not (retries + 1) times it."""
+    backoff = sum(min(0.5 * 2**n, 8.0) for n in range(retries))
+    return max((total_s - backoff) / (retries + 1), total_s / (retries + 1) / 2)
 
 
 def model_server(user: str, way_out: str) -> tuple[str | None, str]:
