@@ -110,10 +110,11 @@ def model_errors() -> Iterator[None]:
     else is a bug and shows."""
     from rag.language import LanguageModelMissing
     from rag.llm import ModelError, client_failure
+    from rag.store import StoreError
 
     try:
         yield
-    except (ModelError, ValueError, LanguageModelMissing) as e:
+    except (ModelError, ValueError, LanguageModelMissing, StoreError) as e:  # StoreError: the Chroma server died
         raise fail(str(e)) from None
     except Exception as e:  # noqa: BLE001  the client stack raises many types; each gets one line
         if (why := client_failure(e)) is None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -32,15 +35,16 @@ def tokenize(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    def __init__(self, model: bm25s.BM25, ids: list[str], df: dict[str, int]) -> None:
+    def __init__(self, model: bm25s.BM25, ids: list[str], df: dict[str, int], fingerprint: str = "") -> None:
         self.model = model
+        self.fingerprint = fingerprint  # the store's committed state it was built from (Store.fingerprint)
         self.ids = ids
         self.df = df  # chunks that contain each token: word rarity for the answer stage
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
         self._stems: frozenset[str] | None = None  # made on first `knows`
 
     @classmethod
-    def build(cls, ids: list[str], texts: list[str]) -> LexicalIndex:
+    def build(cls, ids: list[str], texts: list[str], fingerprint: str = "") -> LexicalIndex:
         model = bm25s.BM25()
         # Every chunk gets at least one token so positions line up with ids even for chunks of stopwords only.
         written = [words(t) for t in texts]
@@ -48,7 +52,7 @@ class LexicalIndex:
         model.index(tokens or [["\u2205"]], show_progress=False)  # bm25s indexes nothing only as one empty chunk
         # Rarity of each word as written: the answer stage weighs the question's own words.
         df = Counter(word for ws in written for word in set(ws))
-        return cls(model, ids, dict(df))
+        return cls(model, ids, dict(df), fingerprint)
 
     def knows(self, word: str) -> bool:
         """Some chunk uses the word in some form ("elections" is known from "election")."""
@@ -63,23 +67,49 @@ class LexicalIndex:
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     def save(self, folder: Path) -> None:
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        """Written to a version folder of this process's own, then named current by replacing the pointer file
+        `current` in one step: a reader never sees half an index, and concurrent rebuilds never share a folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        version = f"v-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = folder / version
         self.model.save(str(tmp), show_progress=False)
         (tmp / "ids.json").write_text(json.dumps(self.ids))
         (tmp / "df.json").write_text(json.dumps(self.df))
-        (tmp / "tokenizer.txt").write_text(TOKENIZER)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)  # swap in whole: a reader never sees half an index
+        (tmp / "meta.json").write_text(json.dumps({"tokenizer": TOKENIZER, "fingerprint": self.fingerprint}))
+        pointer = folder / f"current.{version}"
+        pointer.write_text(version)
+        os.replace(pointer, folder / "current")
+        _clean(folder, keep=version)
+
+    @staticmethod
+    def _current(folder: Path) -> tuple[Path, dict[str, str]] | None:
+        try:
+            version = folder / (folder / "current").read_text().strip()
+            meta = json.loads((version / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return (version, meta) if meta.get("tokenizer") == TOKENIZER else None
+
+    @classmethod
+    def saved_fingerprint(cls, folder: Path) -> str | None:
+        current = cls._current(folder)
+        return None if current is None else current[1].get("fingerprint")
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex | None:
-        marker = folder / "tokenizer.txt"
-        complete = all((folder / f).exists() for f in ("ids.json", "df.json", "tokenizer.txt"))
-        if not complete or marker.read_text() != TOKENIZER:
+        """The current saved index; None when there is none, or it is of another tokenizer, or a newer one
+        replaced it while it was being read."""
+        current = cls._current(folder)
+        if current is None:
             return None
-        model = bm25s.BM25.load(str(folder), show_progress=False, mmap=False)
-        return cls(model, json.loads((folder / "ids.json").read_text()), json.loads((folder / "df.json").read_text()))
+        version, meta = current
+        try:
+            model = bm25s.BM25.load(str(version), show_progress=False, mmap=False)
+            ids = json.loads((version / "ids.json").read_text())
+            df = json.loads((version / "df.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(model, ids, df, meta.get("fingerprint", ""))
 
     def search(self, query: str, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
         """Top-k (chunk id, BM25 score), scores > 0 only; `allowed` limits the hits to those ids."""
@@ -95,3 +125,16 @@ class LexicalIndex:
         k = min(k, len(self.ids))
         docs, scores = self.model.retrieve([terms], k=k, show_progress=False, weight_mask=mask, n_threads=0)
         return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=False) if s > 0]
+
+
+def _clean(folder: Path, keep: str) -> None:
+    """Remove versions replaced more than a minute ago (a reader may still be loading a newer one)."""
+    now = time.time()
+    for entry in folder.iterdir():
+        if entry.name in (keep, "current"):
+            continue
+        try:
+            if now - entry.stat().st_mtime > 60:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        except OSError:
+            pass  # another process removed it first

@@ -60,8 +60,8 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self.settings = settings
-        if store.chunks_collection(embedder.name) is None or store.count() == 0:
-            raise StoreError(f"the store in {store.where} is empty: run `rag ingest PATH` first")
+        if store.chunks_collection(embedder.name) is None or store.count() == 0 or not store.generations():
+            raise StoreError(empty_store_message(store))
         self._lexical: LexicalIndex | None = None
         self._doc_ids: list[str] | None = None
 
@@ -114,11 +114,24 @@ class Retriever:
         if use_mmr if use_mmr is not None else self.settings.mmr:
             pool = [h.chunk_id for h in fused[: max(2 * k, 10)]]
             vectors = self.store.embeddings(pool)
+            pool = [i for i in pool if i in vectors]  # a chunk deleted since the BM25 index was read
+            fused = [h for h in fused if h.chunk_id in vectors]
             order = mmr(vector, np.stack([vectors[i] for i in pool]), k, self.settings.mmr_lambda)
             fused = [fused[i] for i in order]
         top = fused[:k]
         found = self.store.passages([h.chunk_id for h in top])
         return [Passage(**{**found[h.chunk_id].__dict__, "score": h.score}) for h in top if h.chunk_id in found]
+
+
+def empty_store_message(store: Store) -> str:
+    """Why a store has nothing to search: empty, being filled by an ingest, or left by an interrupted one."""
+    if store.writer_active():
+        return (f"the store in {store.where} has no finished documents yet: an ingest is writing to it; "
+                "ask again when it finishes")
+    if store.count():
+        return (f"the store in {store.where} has no finished documents: an ingest was interrupted; "
+                "run `rag ingest PATH` again to finish it")
+    return f"the store in {store.where} is empty: run `rag ingest PATH` first"
 
 
 class HybridRetriever(BaseRetriever):

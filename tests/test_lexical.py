@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rag.lexical import LexicalIndex, tokenize
@@ -38,5 +39,28 @@ def test_an_index_saved_by_another_tokenizer_is_not_loaded(tmp_path: Path) -> No
     folder = tmp_path / "bm25"
     LexicalIndex.build(["a", "b", "c"], TEXTS).save(folder)
     assert LexicalIndex.load(folder) is not None
-    (folder / "tokenizer.txt").write_text("some-older-tokenizer")
+    meta = folder / (folder / "current").read_text() / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "tokenizer": "some-older-tokenizer"}))
     assert LexicalIndex.load(folder) is None  # the store rebuilds it rather than search with the wrong words
+
+
+def test_concurrent_saves_never_share_a_folder_and_the_last_one_is_whole(tmp_path: Path) -> None:
+    # Regression: rebuilds in two processes raced on one shared ".tmp" folder (FileNotFoundError .../df.json).
+    import multiprocessing
+
+    folder = tmp_path / "bm25"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_save_many, args=(folder, n)) for n in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    loaded = LexicalIndex.load(folder)
+    assert loaded is not None and loaded.ids == ["a", "b", "c"] and loaded.fingerprint.startswith("writer-")
+
+
+def _save_many(folder: Path, n: int) -> None:
+    for i in range(15):
+        LexicalIndex.build(["a", "b", "c"], TEXTS, f"writer-{n}-{i}").save(folder)
+        assert LexicalIndex.load(folder) is not None
