@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -176,17 +177,33 @@ def read_file(path: Path, max_bytes: int) -> bytes:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise BadFile(f"unsupported file type {suffix or '(none)'}; expected one of {', '.join(sorted(SUPPORTED))}")
+    too_large = f"over the {max_bytes / 1e6:.1f} MB limit (RAG_INGEST__MAX_FILE_MB)"
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise BadFile(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit "
-                          "(RAG_INGEST__MAX_FILE_MB)")
-        raw = path.read_bytes()
+        # Checked before opening and again on the open file (opened without waiting: a FIFO would block): a
+        # device, FIFO or socket behind a text file's name is never read, and no file past the limit (/dev/zero).
+        if not stat.S_ISREG(mode := os.stat(path).st_mode):
+            raise BadFile(f"not a regular file but {_file_kind(mode)}: only files are read")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise BadFile(f"not a regular file but {_file_kind(info.st_mode)}: only files are read")
+            if info.st_size > max_bytes:
+                raise BadFile(f"file is {info.st_size / 1e6:.1f} MB, {too_large}")
+            raw = f.read(max_bytes + 1)
     except OSError as e:
         raise BadFile(f"cannot read: {e.strerror or e}") from e
+    if len(raw) > max_bytes:  # it grew since it was measured
+        raise BadFile(f"file grew while it was read, {too_large}")
     if not raw.strip():
         raise BadFile("empty file")
     return raw
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def parse_file(raw: bytes, path: Path, doc_id: str, file_hash: str) -> Document:
@@ -238,6 +255,8 @@ def _decode(raw: bytes, html: bool = False) -> str:
                 raise BadFile("binary content (NUL characters) in a text file")
             return text
     if b"\x00" in raw[:8192]:
+        if (text := _utf16_without_mark(raw)) is not None:
+            return text
         raise BadFile("binary content (NUL bytes) in a text file")
     try:
         return raw.decode("utf-8-sig")
@@ -360,6 +379,23 @@ def _is_hidden(tag) -> bool:  # type: ignore[no-untyped-def]
     )
 
 
+def _utf16_without_mark(raw: bytes) -> str | None:
+    """Text saved as UTF-16 without a byte-order mark, told by its NUL bytes: in every other byte, on one side, as
+    text in a Latin script is; None when the bytes are not such text."""
+    sample = raw[:8192] if len(raw) % 2 == 0 else b""
+    for codec, zeros in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+        other = sample[0::2] if codec == "utf-16-le" else sample[1::2]
+        if not sample or zeros.count(0) < len(zeros) * 0.3 or other.count(0):
+            continue
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError:
+            return None
+        controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f")
+        return text if controls == 0 else None
+    return None
+
+
 def _pdf_text(raw: bytes) -> str:
     import io
     import logging
@@ -373,9 +409,14 @@ def _pdf_text(raw: bytes) -> str:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted:
             raise BadFile("encrypted PDF")
-        return "\n\n".join(page.extract_text() or "" for page in reader.pages)
+        text = "\n\n".join(page.extract_text() or "" for page in reader.pages)
     except (PdfReadError, ValueError, KeyError) as e:
         raise BadFile(f"unreadable PDF: {e}") from e
+    if reader.pages and not text.strip():
+        pages = len(reader.pages)
+        raise BadFile(f"no text layer in its {pages} page{'s' if pages > 1 else ''} (a scan?): it needs OCR "
+                      "first, e.g. `ocrmypdf in.pdf out.pdf`")
+    return text
 
 
 _MD_HEADING = re.compile(r"#{1,6}\s+(.*?)(?:\s+#+)?\s*$")  # ATX heading, optional closing hashes

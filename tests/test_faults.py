@@ -356,3 +356,83 @@ def test_a_hung_model_server_fails_within_the_answer_timeout(http_server: Any, m
         model.invoke("Who runs the ferry?")
     elapsed = time.monotonic() - started
     assert "did not answer in time" in (client_failure(caught.value) or "") and elapsed < 3.5, (caught.value, elapsed)
+
+
+# -- files that are not what their names say -------------------------------------------------------------------
+
+SCAN_IN_A_BOUNDED_PROCESS = (
+    "import json, resource, sys; from pathlib import Path; from rag.ingest import scan\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))\n"  # reading /dev/zero ends here
+    "found = scan([Path(p) for p in sys.argv[1:]], 1_000_000)\n"
+    "print(json.dumps({'docs': [d.id for d in found.documents], 'skipped': [[s.path, s.reason] "
+    "for s in found.skipped]}))\n"
+)
+
+
+def scan_bounded(*paths: Path) -> dict[str, Any]:
+    """`scan` in a process of its own, with 1.5 GB of memory and 60 seconds: a file read without end fails it."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", SCAN_IN_A_BOUNDED_PROCESS, *map(str, paths)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_devices_fifos_and_sockets_behind_text_names_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    import socket
+
+    folder = corpus(tmp_path / "corpus", bridge=OLD)
+    (folder / "zero.txt").symlink_to("/dev/zero")
+    os.mkfifo(folder / "pipe.md")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / "sock.txt"))
+        found = scan_bounded(folder, folder / "pipe.md", folder / "sock.txt")
+    assert found["docs"] == ["bridge.txt"]
+    reasons = {Path(p).name: r for p, r in found["skipped"]}
+    assert reasons == {"zero.txt": "not a regular file but a character device: only files are read",
+                       "pipe.md": "not a regular file but a FIFO: only files are read",
+                       "sock.txt": "not a regular file but a socket: only files are read"}
+
+
+def test_a_file_is_read_up_to_the_limit_and_no_further(tmp_path: Path) -> None:
+    from rag.ingest import BadFile, read_file
+
+    limit = tmp_path / "limit.txt"
+    limit.write_bytes(b"word " * 200)
+    assert len(read_file(limit, 1000)) == 1000
+    with pytest.raises(BadFile, match=r"over the 0\.0 MB limit"):
+        read_file(limit, 999)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_read_as_text(tmp_path: Path, codec: str) -> None:
+    from rag.ingest import load_file
+
+    path = tmp_path / "notes.txt"
+    path.write_bytes((OLD + "Café, naïve — «quoted».\n").encode(codec))
+    assert load_file(path, "notes.txt", 1_000_000).text == (OLD + "Café, naïve — «quoted».").strip()
+
+
+def test_binary_with_nul_bytes_is_still_binary(tmp_path: Path) -> None:
+    from rag.ingest import BadFile, load_file
+
+    path = tmp_path / "image.txt"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(BadFile, match="binary content"):
+        load_file(path, "image.txt", 1_000_000)
+
+
+def test_a_pdf_without_a_text_layer_says_it_needs_ocr(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+
+    from rag.ingest import BadFile, load_file
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.add_blank_page(width=595, height=842)
+    path = tmp_path / "scan.pdf"
+    with open(path, "wb") as f:
+        writer.write(f)
+    with pytest.raises(BadFile, match=r"^no text layer in its 2 pages \(a scan\?\): it needs OCR first"):
+        load_file(path, "scan.pdf", 1_000_000)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -289,7 +291,7 @@ def test_pdf_without_text_and_encrypted_pdf_are_skipped(tmp_path: Path) -> None:
     found = scan([tmp_path], MB)
     assert found.documents == []
     reasons = {Path(s.path).name: s.reason for s in found.skipped}
-    assert reasons["blank.pdf"] == "no text after extraction"
+    assert reasons["blank.pdf"].startswith("no text layer in its 1 page (a scan?): it needs OCR first")
     assert reasons["secret.pdf"] == "encrypted PDF"
     assert reasons["broken.pdf"].startswith("unreadable PDF")
     assert reasons["cut.pdf"].startswith("unreadable PDF")
@@ -369,14 +371,14 @@ def test_file_without_extension_is_unsupported(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_skipped(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests may run as root, where chmod 000 does not stop reads: make the read itself fail as it would.
-    real = Path.read_bytes
+    real = os.open
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == "good.txt":
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real(self)
+    def open_file(path: Any, flags: int, *args: Any) -> int:
+        if Path(path).name == "good.txt":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, flags, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", open_file)
     found = scan([mixed], MB)
     assert {s.path: s.reason for s in found.skipped}[str(mixed / "good.txt")] == "cannot read: Permission denied"
     assert "page.html" in {d.id for d in found.documents}
