@@ -94,6 +94,17 @@ def test_an_interrupted_first_ingest_is_never_read(tmp_path: Path, monkeypatch: 
         "ferry.txt", NEW * 3, s)
 
 
+def test_asking_while_a_first_ingest_writes_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = corpus(tmp_path / "corpus", bridge=OLD * 3)
+    s = settings_for(tmp_path / "home")
+    store = small_batches(Store(s), monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        sync(store, scan([folder], 1_000_000), s, Interrupted(batches=1))
+    with store.write_lock():  # the ingest goes on writing
+        with pytest.raises(StoreError, match="has no finished documents yet: an ingest is writing to it; ask again"):
+            Retriever(Store(s), FakeEmbedder(), s.retrieve)
+
+
 @pytest.mark.parametrize("stop", ["embedding", "deleting"])
 def test_an_interrupted_update_shows_the_old_text_alone_until_the_new_commits(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str) -> None:

@@ -171,6 +171,9 @@ def test_ingest_and_ask_with_embeddings_from_a_real_openai_compatible_server(
     monkeypatch.setenv("RAG_EMBED__PROVIDER", "openai")
     monkeypatch.setenv("OPENAI_BASE_URL", embedding_server)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # A loaded machine's llama.cpp may take long over a batch: one attempt, with the slow server's time.
+    monkeypatch.setenv("RAG_EMBED__TIMEOUT_S", str(SLOW_SERVER_TIMEOUT_S))
+    monkeypatch.setenv("RAG_EMBED__MAX_RETRIES", "0")
     home = tmp_path / "home"
 
     def rag(*args: str) -> Any:
