@@ -130,7 +130,7 @@ def one_round(home: Path, folder: Path, url: str | None, rng: random.Random, ver
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert child.stdout is not None
     child.stdout.readline()  # "ready": imports done, store open
-    delay = rng.uniform(0.0, 2.5)
+    delay = rng.uniform(0.0, 1.5)
     time.sleep(delay)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=60)
