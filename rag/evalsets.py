@@ -109,3 +109,17 @@ def ingest_set(gold_set: GoldSet, settings: Any, embedder: Any) -> Any:
         raise GoldError(f"{gold_set.corpus}: cannot read {found.skipped[0].path} ({found.skipped[0].reason})")
     sync(store, found, settings, embedder, prune=True)
     return store
+
+
+def run_set(gold_set: GoldSet, split: str, settings: Any, embedder: Any, backend: str | None = None,
+            k: int | None = None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
+    """Ingest a set into its own store, answer its items of the split with the chain, and score them."""
+    from rag.answer import AnswerChain
+    from rag.evals import evaluate, load_gold, store_texts
+    from rag.retrieve import Retriever
+
+    own = set_settings(settings, gold_set)
+    store = ingest_set(gold_set, own, embedder)
+    retrieve = own.retrieve.model_copy(update={"k": k}) if k else own.retrieve
+    chain = AnswerChain(Retriever(store, embedder, retrieve), own.answer, backend=backend)
+    return evaluate(chain, select(gold_set.name, load_gold(gold_set.gold, store_texts(store)), split), progress)
