@@ -255,8 +255,8 @@ def _decode(raw: bytes, html: bool = False) -> str:
                 raise BadFile("binary content (NUL characters) in a text file")
             return text
     if b"\x00" in raw[:8192]:
-        if (text := _utf16_without_mark(raw)) is not None:
-            return text
+        if (unmarked := _utf16_without_mark(raw)) is not None:
+            return unmarked
         raise BadFile("binary content (NUL bytes) in a text file")
     try:
         return raw.decode("utf-8-sig")
