@@ -48,6 +48,8 @@ _FIGURE_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT"})
 _REPORTING = frozenset("say tell claim state announce report deny insist confirm allege accuse add warn argue "
                        "write call describe".split())
 _DENYING = frozenset("deny reject dismiss refute".split())
+# Words that negate the clause they stand in ("has nothing to do with", "no troops crossed", "never repelled").
+_NEGATING = frozenset("no nothing none never nobody neither nor".split())
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,12 @@ class Annotation:
     nouns: frozenset[str] = frozenset()  # lemmas of nouns and proper nouns
     negated: tuple[str, ...] = ()  # lemmas of what is negated or denied ("was not repelled" -> "repel")
     lemmas: frozenset[str] = frozenset()  # lemmas of the content words (nouns, verbs, adjectives)
+    asserted: frozenset[str] = frozenset()  # lemmas of the verbs heading a clause it asserts (not negated, no "if")
     speakers: tuple[str, ...] = ()  # who the sentence attributes its claim to ("Kyiv said ...")
+    denied: tuple[str, ...] = ()  # the names a negated or denied clause speaks of ("not orchestrated by Ukraine")
+    negative: bool = False  # the sentence negates or denies something ("has nothing to do with it")
+    doers: tuple[str, ...] = ()  # the names of the parties its clauses have as doer ("Ukrainian-backed militias")
+    negated_about: frozenset[str] = frozenset()  # lemmas of the nouns a negated clause has as doer or object
 
 
 @lru_cache(maxsize=1)
@@ -101,17 +108,28 @@ def _annotation(doc: Any) -> Annotation:
         figures=tuple(f for e in ents if e.label_ in _FIGURE_LABELS and (f := _figure(e))),
         nouns=frozenset(t.lemma_.lower() for t in doc if t.pos_ in ("NOUN", "PROPN")),
         negated=_negated(doc),
+        denied=_denied(doc),
+        doers=_doers(doc),
+        negative=bool(_negations(doc)),
+        negated_about=frozenset(t.lemma_.lower() for h in _negations(doc) for c in h.children
+                                if c.dep_ in _DOER | _OBJECT for t in c.subtree if t.pos_ in ("NOUN", "PROPN")),
         lemmas=frozenset(t.lemma_.lower() for t in doc if t.pos_ in ("NOUN", "PROPN", "VERB", "ADJ")),
         speakers=_speakers(doc),
+        asserted=_asserted(doc),
     )
 
 
+_TIME_LABELS = frozenset({"DATE", "TIME", "CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY"})
+
+
 def _phrase(chunk: Any) -> tuple[str, str] | None:
-    """A noun phrase without its leading determiners and pronouns ("the two units" -> "two units")."""
+    """A noun phrase without its leading determiners, pronouns and symbols ("the two units" -> "two units"). A
+    phrase headed by a date, a time or a figure ("Thursday", "43 years") names no thing: None."""
     tokens = list(chunk)
-    while tokens and tokens[0].pos_ in ("DET", "PRON", "PART", "PUNCT"):
+    while tokens and (tokens[0].pos_ in ("DET", "PRON", "PART", "PUNCT", "SYM", "CCONJ")
+                      or not any(ch.isalnum() for ch in tokens[0].text)):
         tokens = tokens[1:]
-    if not tokens or chunk.root.pos_ == "PRON":
+    if not tokens or chunk.root.pos_ == "PRON" or chunk.root.ent_type_ in _TIME_LABELS:
         return None
     text = chunk.doc[tokens[0].i:tokens[-1].i + 1].text
     return (text, chunk.root.lemma_.lower())
@@ -137,15 +155,68 @@ def _figure(ent: Any) -> tuple[str, str] | None:
 def _negated(doc: Any) -> tuple[str, ...]:
     """What the sentence says is not so: the word a negation qualifies when it is a content word ("not
     orchestrated", "never repelled"), or a denying verb itself ("Kyiv denied ...")."""
-    out = [t.head.lemma_.lower() for t in doc if t.dep_ == "neg" and t.head.pos_ in ("VERB", "ADJ")
-           and t.head.lemma_.lower() not in ("be", "have", "do")]
-    out += [t.lemma_.lower() for t in doc if t.lemma_.lower() in _DENYING]
+    out = [h.lemma_.lower() for h in _negations(doc) if h.pos_ in ("VERB", "ADJ")
+           and h.lemma_.lower() not in ("be", "have", "do")]
     return tuple(dict.fromkeys(out))
+
+
+def _negations(doc: Any) -> list[Any]:
+    """The heads of the clauses the sentence negates: the word a `neg` dependent qualifies, the verb a negating
+    word ("nothing", "no", "never") belongs to, and denying verbs."""
+    heads = [t.head for t in doc if t.dep_ == "neg"]
+    for t in doc:
+        hyphened = t.i + 1 < len(doc) and doc[t.i + 1].text == "-"  # "no-charge" negates nothing
+        if t.lower_ in _NEGATING and not hyphened:  # "no troops crossed", "nothing other than this grants"
+            head = t.head
+            while head.pos_ not in ("VERB", "AUX") and head.head.i != head.i:
+                head = head.head
+            heads.append(head)
+    heads += [t for t in doc if t.lemma_.lower() in _DENYING]
+    return [h for h in {h.i: h for h in heads}.values() if h.pos_ in ("VERB", "AUX", "ADJ")]
+
+
+_DOER = frozenset({"nsubj", "nsubjpass", "agent"})
+_OBJECT = frozenset({"dobj", "attr", "pobj", "prep"})
+
+
+def _doer_tokens(verb: Any) -> set[int]:
+    """The token indices naming a verb's doer: its subject (or the object of its passive "by") with the words
+    before it in its phrase ("Ukrainian-backed militias"), not a clause that follows ("no one who saw ...")."""
+    heads = [c for c in verb.children if c.dep_ in ("nsubj", "nsubjpass")]
+    heads += [g for c in verb.children if c.dep_ == "agent" for g in c.children if g.dep_ == "pobj"]
+    return {t.i for h in heads for t in h.subtree if t.i <= h.i}
+
+
+def _denied(doc: Any) -> tuple[str, ...]:
+    """The names of the parties a negated clause has as its doer ("these operations were not orchestrated by
+    Ukraine" -> Ukraine; "Kyiv denied any role" -> Kyiv)."""
+    inside = {i for h in _negations(doc) for i in _doer_tokens(h)}
+    return tuple(dict.fromkeys(e.text for e in doc.ents if e.label_ in _NAME_LABELS and e.root.i in inside))
+
+
+def _doers(doc: Any) -> tuple[str, ...]:
+    """The names of the parties the sentence's main clause has as doer ("Ukrainian-backed militias launched ...")."""
+    main = [t for t in doc if t.dep_ == "ROOT"]
+    main += [c for m in main for c in m.children if c.dep_ == "conj" and c.pos_ in ("VERB", "AUX")]
+    inside = {i for v in main for i in _doer_tokens(v)}
+    return tuple(dict.fromkeys(e.text for e in doc.ents if e.label_ in _NAME_LABELS and e.root.i in inside))
+
+
+_CLAUSE = frozenset({"ROOT", "conj", "ccomp", "xcomp", "advcl", "relcl"})
+_SUPPOSING = frozenset("if unless whether".split())
+
+
+def _asserted(doc: Any) -> frozenset[str]:
+    """The verbs heading the clauses the sentence asserts: not negated, not supposed ("if You initiate ..."), not
+    a participle qualifying a noun ("rights granted under this License")."""
+    negated = {h.i for h in _negations(doc)}
+    return frozenset(t.lemma_.lower() for t in doc if t.pos_ == "VERB" and t.dep_ in _CLAUSE and t.i not in negated
+                     and not any(c.dep_ == "mark" and c.lower_ in _SUPPOSING for c in t.children))
 
 
 def _speakers(doc: Any) -> tuple[str, ...]:
     """The subjects of reporting verbs ("Kyiv said", "the ministry denied") and the objects of "according to"."""
-    out = []
+    out: list[str] = []
     for t in doc:
         if t.lemma_.lower() in _REPORTING and t.pos_ == "VERB":
             out.extend(_span_text(c) for c in t.children if c.dep_ in ("nsubj", "nsubjpass") and c.pos_ != "PRON")

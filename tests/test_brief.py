@@ -163,8 +163,6 @@ def test_disagreements_are_side_by_side(briefing: B.Briefing) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(reason="the general tests (figures, negation, attribution) find no disagreement in the seed "
-                          "briefing's on-topic sentences yet", strict=False)
 def test_the_seed_briefing_shows_a_disagreement(briefing: B.Briefing) -> None:
     assert briefing.disagreements and "## Where the sources disagree" in briefing.markdown
 
@@ -378,6 +376,33 @@ def test_different_figures_negation_and_sources_for_the_same_thing_are_disagreem
     assert B.find_disagreements(apart, lambda d: 0) == []
 
 
+def test_a_negated_claim_about_a_party_the_other_source_names_is_a_disagreement() -> None:
+    same = np.ones(4) / 2
+    pair = [annotated("a.txt", "Officials said the raid was not organised by Vostrania.", same),
+            annotated("b.txt", "Vostranian-backed fighters launched the raid on the fuel depot.", same)]
+    assert len(B.find_disagreements(pair, lambda d: 0)) == 1
+    said = [annotated("c.txt", "The museum said no guards were on duty that night.", same),
+            annotated("d.txt", "Two guards from Harlow Security were on duty that night, the police said.", same)]
+    assert len(B.find_disagreements(said, lambda d: 0)) == 1  # opposite claims from different sources
+    # a sentence below the topic bar (context) may dispute an on-topic one, never two context sentences each other
+    assert len(B.find_disagreements(pair[:1], lambda d: 0, context=pair[1:])) == 1
+    assert B.find_disagreements([], lambda d: 0, context=pair) == []
+
+
+def test_sources_that_agree_or_speak_of_other_things_show_no_disagreement() -> None:
+    same, other_matter = np.ones(4) / 2, np.array([0.5, -0.5, 0.5, -0.5])  # cosine 1 within a pair, 0 across
+    agree = [annotated("a.txt", "Police said the theft was not carried out by Harlow Security.", same),
+             annotated("b.txt", "Harlow Security said it had nothing to do with the theft.", same),
+             annotated("c.txt", "The insurer said the theft was the work of a gang from Port Ellery.", other_matter),
+             annotated("d.txt", "A gang from Port Ellery stole the astrolabe, the insurer said.", other_matter)]
+    assert B.find_disagreements(agree, lambda d: 0) == []
+    # a negation about a party nobody else names, and figures of different things, are no disagreement
+    other = [annotated("a.txt", "The museum did not open on Monday, the director said.", same),
+             annotated("b.txt", "The gold astrolabe is 30 centimetres wide and weighs 2 kilograms.", same),
+             annotated("c.txt", "Thieves took 3 paintings and a gold astrolabe from the museum.", same)]
+    assert B.find_disagreements(other, lambda d: 0) == []
+
+
 def test_headings_are_made_of_their_sentences_words() -> None:
     texts = ["The museum's gold astrolabe was stolen from Port Ellery on 5 September 2024.",
              "Police said the gold astrolabe was taken from a locked case.",
@@ -387,6 +412,23 @@ def test_headings_are_made_of_their_sentences_words() -> None:
     other = ["The Battle of Hastings was fought in 1066 between the Normans and the English."]
     assert not B.words_missing(B.heading(annotate(other), [annotate(texts)]), other)
     assert B.words_missing("May 1191 incursion (Galilee)", texts) == {"may", "1191", "incursion", "galilee"}
+
+
+def test_a_heading_is_a_noun_phrase_with_a_qualifier_only_when_it_adds_something() -> None:
+    texts = ["On Thursday the water board closed the Kestrel Lane reservoir after 43 years of service.",
+             "The water board said the Kestrel Lane reservoir would reopen in April 2026.",
+             "Thursday was the first day of the closure at the reservoir."]
+    for topic in ("", "the Kestrel Lane reservoir"):
+        title = B.heading(annotate(texts), topic=topic)
+        head, _, qualifier = title.partition(" (")
+        assert not B.words_missing(title, texts)
+        assert head.split()[0] != "Thursday" and "43" not in title  # a weekday or a span names no thing
+        words = [w.lower() for w in re.findall(r"\w+", title)]
+        assert len(words) == len(set(words)), title  # nothing said twice
+        assert not {w.lower() for w in re.findall(r"\w+", qualifier)} & {w.lower() for w in topic.split()}, title
+    # a qualifier the other groups state as well sets nothing apart
+    other = annotate(["The Kestrel Lane reservoir was built in April 2026 by the county."])
+    assert "April 2026" not in B.heading(annotate(texts), [other])
 
 
 def test_the_audit_remakes_a_heading_that_uses_words_its_points_lack() -> None:

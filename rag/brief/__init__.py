@@ -4,12 +4,14 @@ checked citation.
 The data flow, one module each:
 
 1. `gather`: retrieve for the topic (and within each document it finds), keep the sentences that speak to the
-   topic (embedding cosine + shared words, bars checked by bench/brief_quality.py), annotate them with
+   topic (embedding cosine + shared words; the bars in bars.json are fitted by evals/fit_brief.py on the dev
+   halves of all gold sets and checked by bench/brief_quality.py), annotate them with
    spaCy (dates, places, names, noun phrases, figures, negation, attribution) and group the documents into
    events by the dates they carry (metadata, dateline) or state, and by likeness of their words.
 2. `compose` (offline, extractive): an overview, one section per event with its points grouped by meaning
    (clustering of their embeddings), `headings` made of the points' own words, and `disagree`: the same thing
-   said by two documents with different figures, negated, or put in the mouths of different sources.
+   said by two documents with different figures, negated (the same word, or a clause about a party the other
+   names), or put in the mouths of different sources; a sentence below the topic bar may dispute an on-topic one.
    `llm` (with a model): map (one call per document) and reduce (one call), see prompts/brief_*.md.
 3. `audit`: every claim sentence goes through `rag.cite.verify` against the passages it cites; a sentence without
    a verified citation is dropped (or flagged); a heading holding a word none of its points holds is remade

@@ -10,15 +10,16 @@ from typing import Any
 import numpy as np
 
 from rag.brief.disagree import find_disagreements
-from rag.brief.gather import Candidate, Material, dangling_penalty
+from rag.brief.gather import BARS, Candidate, Material, dangling_penalty
 from rag.brief.headings import heading
 from rag.brief.model import Draft, Event
 from rag.cite import attach_marker, overlap
 from rag.sentences import points_back
 from rag.types import Passage
 
-# Two groups of points merge while the mean likeness (embedding cosine) of their sentences is at least this.
-GROUP_LIKENESS = 0.42
+# Two groups of points merge while the mean likeness (embedding cosine) of their sentences is at least this:
+# fitted by evals/fit_brief.py (evidence sentences of one gold question belong together).
+GROUP_LIKENESS = BARS["group_likeness"]
 
 
 def cluster(vectors: Sequence[np.ndarray], min_likeness: float = GROUP_LIKENESS) -> list[list[int]]:
@@ -42,10 +43,11 @@ def cluster(vectors: Sequence[np.ndarray], min_likeness: float = GROUP_LIKENESS)
 
 
 def absorb_singletons(groups: list[list[int]], vectors: Sequence[np.ndarray]) -> list[list[int]]:
-    """A point alike to no other joins the group it is likest to (when there is a group of two or more)."""
+    """A point alike to no other joins the group it is likest to; when no points are alike, they are one group
+    (a label for each point would only repeat it)."""
     big = [g for g in groups if len(g) > 1]
     if not big:
-        return groups
+        return [sorted(i for g in groups for i in g)] if groups else groups
     for g in groups:
         if len(g) == 1:
             likeness = [float(np.mean([vectors[g[0]] @ vectors[i] for i in b])) for b in big]
@@ -59,20 +61,20 @@ def _redundant(c: Candidate, chosen: Iterable[Candidate], threshold: float = 0.8
 
 
 def pick(ranked: Sequence[Candidate], chosen: list[Candidate], most: int) -> list[Candidate]:
-    """Up to `most` of the ranked sentences that repeat nothing chosen; a document speaks again only when no other
-    document has anything left to add."""
+    """Up to `most` of the ranked sentences that repeat nothing chosen: first the best sentence of each document
+    (every document is heard once), then the best of the rest whatever their document. In rank order."""
     picked: list[Candidate] = []
-    for c in ranked:
-        if len(picked) >= most:
-            break
-        if _redundant(c, chosen + picked):
-            continue
-        said = {p.doc for p in picked}
-        if c.doc in said and any(o.doc not in said and not _redundant(o, chosen + picked) for o in ranked
-                                 if o is not c and o not in picked):
-            continue
-        picked.append(c)
-    return picked
+    for first_round in (True, False):
+        for c in ranked:
+            if len(picked) >= most:
+                break
+            if c in picked or _redundant(c, chosen + picked):
+                continue
+            if first_round and any(p.doc == c.doc for p in picked):
+                continue
+            picked.append(c)
+    order = {id(c): i for i, c in enumerate(ranked)}
+    return sorted(picked, key=lambda c: order[id(c)])
 
 
 def _overview_score(c: Candidate) -> float:
@@ -107,7 +109,7 @@ def extractive_draft(material: Material, embedder: Any = None, per_event: int = 
             chosen.append(c)
             draft.overview.append(_claim(c))
     disputes = find_disagreements(sorted(pool, key=lambda c: (-c.score, c.doc, c.start)),
-                                  lambda d: material.event_of.get(d, 0))
+                                  lambda d: material.event_of.get(d, 0), context=material.context)
     disputed = {c.key for _, _, claims in disputes for c in claims}
     event_heading: dict[int, str] = {}
     for ei in range(n_events):

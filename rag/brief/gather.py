@@ -4,10 +4,12 @@ group the documents into events by the dates they carry or state and by likeness
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +26,20 @@ from rag.sentences import Annotation, annotate, is_statement, points_back
 from rag.types import Passage
 
 # Relevance of a sentence to the topic: W_MEANING * cosine of their embeddings + W_WORDS * share of the topic's
-# content words it holds. The bars are set by hand and checked with bench/brief_quality.py over the gold-set
-# corpora (news, history, techdocs, finance, legal, transcripts, man pages, the seed articles): at least 75% of
-# the cited sentences on the topic in each. Not yet fitted by a script.
+# content words it holds. The bars (and the grouping and same-thing bars of compose and disagree) are fitted by
+# evals/fit_brief.py on the dev halves of all gold sets and stored in bars.json beside this file; the share of a
+# briefing's cited sentences on its topic is checked per corpus with bench/brief_quality.py.
 W_MEANING, W_WORDS = 0.7, 0.3
-MIN_RELEVANCE = 0.30  # a sentence below this is not on the topic
-MIN_DOC_RELEVANCE = 0.40  # a document none of whose sentences reaches this does not speak to the topic
+BARS_FILE = Path(__file__).with_name("bars.json")
+
+
+def load_bars() -> dict[str, float]:
+    return {k: float(v) for k, v in json.loads(BARS_FILE.read_text(encoding="utf-8")).items() if not k.startswith("_")}
+
+
+BARS = load_bars()
+MIN_RELEVANCE = BARS["min_relevance"]  # a sentence below this is not on the topic
+MIN_DOC_RELEVANCE = BARS["min_doc_relevance"]  # a document none of whose sentences reaches this does not speak to it
 
 
 @dataclass
@@ -62,6 +72,9 @@ class Material:
     titles: dict[str, str]
     dates: dict[str, str | None]
     pool: list[Candidate] = field(default_factory=list)  # the on-topic sentences, annotated and scored
+    # the other claim sentences of the documents that speak to the topic: one that disputes an on-topic sentence
+    # (rag.brief.disagree) is on the topic through the claim it disputes
+    context: list[Candidate] = field(default_factory=list)
 
 
 def default_k(chain: Any) -> int:
@@ -81,11 +94,12 @@ def gather(chain: Any, topic: str, k: int | None = None) -> Material:
         record = records.get(d) or {}
         titles[d] = titles.get(d) or str(record.get("title") or d)
         dates[d] = dates.get(d) or record.get("date")
-    pool = candidates(passages, topic, topic_vector, retriever.embedder)
+    context: list[Candidate] = []
+    pool = candidates(passages, topic, topic_vector, retriever.embedder, rest=context)
     texts = document_texts(retriever, docs, passages)
     events, event_of = find_events(pool, dates, texts)
     score(pool, event_of)
-    return Material(topic, topic_vector, passages, events, event_of, titles, dates, pool)
+    return Material(topic, topic_vector, passages, events, event_of, titles, dates, pool, context)
 
 
 def retrieve(retriever: Any, topic: str, topic_vector: np.ndarray, k: int, per_doc: int = 6,
@@ -131,10 +145,11 @@ def relevance(topic: str, topic_vector: np.ndarray, text: str, vector: np.ndarra
 
 
 def candidates(passages: Sequence[Passage], topic: str, topic_vector: np.ndarray, embedder: Any,
-               min_relevance: float = MIN_RELEVANCE, min_doc_relevance: float = MIN_DOC_RELEVANCE
-               ) -> list[Candidate]:
+               min_relevance: float = MIN_RELEVANCE, min_doc_relevance: float = MIN_DOC_RELEVANCE,
+               rest: list[Candidate] | None = None) -> list[Candidate]:
     """The claim sentences of the passages (one per document span) that speak to the topic, embedded, scored for
-    relevance and annotated. A document with no clearly relevant sentence is left out whole."""
+    relevance and annotated. A document with no clearly relevant sentence is left out whole. `rest`, when given,
+    receives the other claim sentences of the documents kept (annotated too)."""
     seen: dict[tuple[str, int, int], Candidate] = {}
     for p in passages:
         for s, e in sentence_spans(p.text):
@@ -150,7 +165,11 @@ def candidates(passages: Sequence[Passage], topic: str, topic_vector: np.ndarray
     for c in pool:
         best[c.doc] = max(best[c.doc], c.relevance)
     kept = [c for c in pool if c.relevance >= min_relevance and best[c.doc] >= min_doc_relevance]
-    for c, a in zip(kept, annotate([c.text for c in kept]), strict=True):
+    others = [c for c in pool if c.relevance < min_relevance and best[c.doc] >= min_doc_relevance]
+    if rest is not None:
+        rest.extend(others)
+    annotated = kept + others if rest is not None else kept
+    for c, a in zip(annotated, annotate([c.text for c in annotated]), strict=True):
         c.annotation = a
     return kept
 

@@ -13,6 +13,7 @@ from rag.cite import stem
 from rag.sentences import Annotation
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_MARKUP = re.compile(r"[`*_#|~<>\[\]{}]")  # Markdown and code marks: not words of a heading
 
 
 def words(text: str) -> set[str]:
@@ -43,24 +44,47 @@ def _phrase(group: Sequence[Annotation], others: Sequence[Sequence[Annotation]],
 
     head = max(sorted(in_group), key=weight)
     forms = Counter(text for a in group for text, lemma in a.phrases if lemma == head)
-    # the form most sentences use; among equals one of two to four words, then the shortest
-    return min(forms, key=lambda t: (-forms[t], not 2 <= len(t.split()) <= 4, len(t), t))
+    # a form of two to four words says more than the bare noun ("compressed file", not "File"); then the form
+    # most sentences use, then the shortest
+    form = min(forms, key=lambda t: (not 2 <= len(t.split()) <= 4, -forms[t], len(t), t))
+    return " ".join(_MARKUP.sub("", form).split())
 
 
-def _most_common(values: Sequence[str], avoid: str = "") -> str:
-    counts = Counter(v for v in values if v.lower() not in avoid.lower())
+_MONTHS = frozenset("january february march april may june july august september october november december".split())
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+
+
+def names_a_time(date: str) -> bool:
+    """A date worth a heading names a point in the calendar: a month or a year ("March 12", "April 2006"), not a
+    weekday, a bare day ("14") or a span ("43 years")."""
+    return bool(_YEAR.search(date)) or bool(words(date) & _MONTHS)
+
+
+def _stems(text: str) -> set[str]:
+    return {stem(w) for w in words(text)}
+
+
+def _qualifier(values: Sequence[str], taken: set[str], elsewhere: set[str]) -> str:
+    """The value the group states most often, when it adds something: none of its words is already said (by the
+    phrase, the topic or the other qualifier) and the other groups do not state it too."""
+    counts = Counter(v for v in values if v.lower() not in elsewhere and not _stems(v) & taken)
     return min(counts, key=lambda v: (-counts[v], len(v), v)) if counts else ""
 
 
 def heading(group: Sequence[Annotation], others: Sequence[Sequence[Annotation]] = (), topic: str = "",
             when_where: bool = True, fallback: str = "") -> str:
-    """"Two anti-Kremlin Russian groups (March 12, Belgorod)": the group's characteristic noun phrase, then the date
-    with a figure and the place its sentences state most. `fallback` when the sentences hold no noun phrase."""
+    """"Two anti-Kremlin Russian groups (March 12, Belgorod)": the group's characteristic noun phrase, then the
+    calendar date and the place its sentences state most, each only when it adds something (not a word of the
+    phrase or the topic, not stated by the other groups as well). `fallback` when the sentences hold no noun
+    phrase."""
     phrase = _phrase(group, others, topic)
-    extra = []
+    extra: list[str] = []
     if when_where:
-        when = _most_common([d for a in group for d in a.dates if any(ch.isdigit() for ch in d)], phrase)
-        where = _most_common([p for a in group for p in a.places], phrase + " " + when)
+        taken = _stems(phrase) | _stems(topic)
+        other_dates = {d.lower() for g in others for a in g for d in a.dates}
+        other_places = {p.lower() for g in others for a in g for p in a.places}
+        when = _qualifier([d for a in group for d in a.dates if names_a_time(d)], taken, other_dates)
+        where = _qualifier([p for a in group for p in a.places], taken | _stems(when), other_places)
         extra = [x for x in (when, where) if x]
     if not phrase:
         phrase, extra = (extra[0], extra[1:]) if extra else (fallback, [])
