@@ -22,6 +22,7 @@ from rag.read import CANNOT_ANSWER, Reader, Reading
 from rag.read.context import pack, render_passages
 from rag.read.extractive import ExtractiveReader
 from rag.read.markers import MarkerReader
+from rag.read.sentences import SentenceReader
 from rag.retrieve import Retriever
 from rag.types import Answer, Passage
 
@@ -34,13 +35,15 @@ def verify_reading(question: str, reading: Reading, passages: Sequence[Passage],
     passage; an answer left with no citation at all says it cannot answer rather than show unverifiable text."""
     if reading.abstained or not passages:
         return Answer(question, CANNOT_ANSWER, True, (), tuple(passages), backend, timings,
-                      dropped_markers=reading.dropped)
+                      dropped_markers=reading.dropped, reader=reading.mode, unparsed_reply=reading.unparsed)
     checked = number_citations(reading.statements, passages, drop_unsupported, reading.dropped)
     if not checked.citations:
         return Answer(question, CANNOT_ANSWER, True, (), tuple(passages), backend, timings,
-                      unsupported=checked.unsupported, dropped_markers=checked.dropped_markers)
+                      unsupported=checked.unsupported, dropped_markers=checked.dropped_markers,
+                      reader=reading.mode, unparsed_reply=reading.unparsed)
     return Answer(question, checked.text, False, checked.citations, tuple(passages), backend, timings,
-                  unsupported=checked.unsupported, dropped_markers=checked.dropped_markers)
+                  unsupported=checked.unsupported, dropped_markers=checked.dropped_markers,
+                  reader=reading.mode, unparsed_reply=reading.unparsed)
 
 
 class AnswerChain:
@@ -65,13 +68,15 @@ class AnswerChain:
         if name == "extractive":
             self.reader = ExtractiveReader(self.retriever.embedder, self.retriever.lexical.idf,
                                            self.settings.max_sentences, self.settings.min_confidence)
-        else:
+        elif self.settings.reader == "markers":
             self.reader = MarkerReader(self.settings, self._model)
+        else:
+            self.reader = SentenceReader(self.settings, self._model)
 
     @property
     def model(self) -> Any:
         """The chat model (the LLM backend's); built from settings on first use."""
-        if isinstance(self.reader, MarkerReader):
+        if isinstance(self.reader, (MarkerReader, SentenceReader)):
             return self.reader.model
         return MarkerReader(self.settings).model
 
@@ -81,7 +86,7 @@ class AnswerChain:
 
     @cache.setter
     def cache(self, value: Any) -> None:
-        if isinstance(self.reader, MarkerReader):
+        if isinstance(self.reader, (MarkerReader, SentenceReader)):
             self.reader.cache = value
 
     def retrieve(self, question: str, k: int | None = None, docs: Sequence[str] | None = None

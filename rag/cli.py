@@ -273,10 +273,12 @@ def ask(
     seconds = answer.timings_ms.get("total", 0.0) / 1000
     if answer.abstained and answer.passages and not show_passages:  # let the user judge what was searched
         searched = plural(len(answer.passages), "passage was", "passages were")
-        err.print(Text(f"{searched} searched ({answer.backend} backend, {seconds:.1f} s) and none answers well "
+        read = f", {answer.reader} reader" if answer.reader and answer.reader != answer.backend else ""
+        err.print(Text(f"{searched} searched ({answer.backend} backend{read}, {seconds:.1f} s) and none answers well "
                        "enough to cite: --show-passages lists them", style="dim"))
     else:
-        err.print(Text(f"{answer.backend} backend, {plural(len(answer.passages), 'passage')}, {seconds:.1f} s",
+        read = f", {answer.reader} reader" if answer.reader and answer.reader != answer.backend else ""
+        err.print(Text(f"{answer.backend} backend{read}, {plural(len(answer.passages), 'passage')}, {seconds:.1f} s",
                        style="dim"))
 
 
@@ -366,6 +368,8 @@ def eval_(
                                                 show_default=False)] = None,
     junit_xml: Annotated[Path | None, typer.Option("--junit-xml", metavar="FILE", help="write a JUnit XML report",
                                                    show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option(min=1, metavar="N", help="with a folder of sets: the first N items of "
+                                              "each set's half", show_default=False)] = None,
 ) -> None:
     """Score the answer chain against gold sets: evidence recall, citation precision, STR-EM, abstention..."""
     from rag import evals
@@ -389,7 +393,8 @@ def eval_(
     from rag.cli_eval import eval_file, eval_folder
 
     if gold.is_dir():
-        eval_folder(gold, split, as_json, check, update_baseline, baseline, base, tolerance, backend, k)
+        eval_folder(gold, split, as_json, check, update_baseline, baseline, base, tolerance, backend, k,
+                    record=record, replay=replay, limit=limit)
         return
     eval_file(gold, as_json, check, update_baseline, baseline, base, tolerance, backend, k, repeat, record, replay,
                junit_xml)

@@ -86,8 +86,10 @@ def gate(failures: dict[str, list[str]], backend: str, tol: float) -> None:
 
 
 def eval_folder(folder: Path, split: str, as_json: bool, check: bool, update_baseline: bool, baseline: Path,
-                 base: dict, tolerance: float | None, backend: str | None, k: int | None) -> None:  # type: ignore[type-arg]
-    """Every set of a folder in a store of its own: one row per set, the macro average and the spread."""
+                 base: dict, tolerance: float | None, backend: str | None, k: int | None,  # type: ignore[type-arg]
+                 record: Path | None = None, replay: Path | None = None, limit: int | None = None) -> None:
+    """Every set of a folder in a store of its own: one row per set, the macro average and the spread. With
+    --record / --replay, one file holds the model replies of every set."""
     from rag import evals, evalsets
     from rag.embed import make_embedder
     from rag.eval_tables import print_sets
@@ -106,14 +108,19 @@ def eval_folder(folder: Path, split: str, as_json: bool, check: bool, update_bas
         raise fail(f"no {split} baseline for backend {chosen} in {baseline} for: {', '.join(missing)}; "
                    "run with --update-baseline first")
 
+    cache = response_cache(chosen, record, replay)
+
     def run_set(gold_set: evalsets.GoldSet, half: str) -> evals.EvalReport:
         with model_errors(), progress(f"eval {gold_set.name} ({half})") as advance:
-            return evalsets.run_set(gold_set, half, s, embedder, backend, k, advance)
+            return evalsets.run_set(gold_set, half, s, embedder, backend, k, advance, cache=cache, limit=limit)
 
     try:
         report = evalsets.evaluate_sets(sets, split, run_set)
     except (evals.GoldError, StoreError) as e:
         raise fail(str(e)) from None
+    finally:
+        if cache:
+            cache.save()
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
@@ -128,6 +135,22 @@ def eval_folder(folder: Path, split: str, as_json: bool, check: bool, update_bas
     if check:
         gate({name: evals.check_against(r.metrics, accepted[name][split][chosen], tol)
                for name, r in report.reports.items()}, chosen, tol)
+
+
+def response_cache(backend: str, record: Path | None, replay: Path | None):  # type: ignore[no-untyped-def]
+    """The recorded replies of a run (None: the extractive backend calls no model, or neither option was given)."""
+    from rag.llm import ModelError, ResponseCache
+
+    if not (record or replay):
+        return None
+    if backend == "extractive":
+        err.print(f"note: --{'record' if record else 'replay'} has nothing to do: the extractive backend calls no "
+                  "model")
+        return None
+    try:
+        return ResponseCache(record or replay, "record" if record else "replay")  # type: ignore[arg-type]
+    except ModelError as e:
+        raise fail(str(e)) from None
 
 
 def resolve_backend_name(s: Settings, backend: str | None) -> str:

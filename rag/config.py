@@ -69,11 +69,21 @@ class AnswerSettings(_Section):
     context_tokens: int = Field(3000, description="token budget for the passages in the prompt")
     max_sentences: int = Field(2, ge=1, description="most sentences in an answer")
     unsupported: Literal["flag", "drop"] = "flag"
+    # How a chat model reads: "sentences" (numbered sentences in, JSON evidence ids out; falls back to "markers"
+    # when the server takes no JSON reply format) or "markers" ([n] passage markers in prose).
+    reader: Literal["sentences", "markers"] = "sentences"
+    max_tokens: int | None = Field(None, ge=16, description="most tokens a model reply may take; unset: sized "
+                                   "from max_sentences")
     timeout_s: float = Field(30.0, gt=0, description="the most one model call may take, retries included")
     max_retries: int = Field(2, ge=0)
     # Below this answerability (0-1) the extractive reader says the sources do not answer; unset: the bar fitted
     # with its weights by evals/fit_reader.py.
     min_confidence: float | None = Field(None, ge=0, le=1)
+
+    @property
+    def reply_tokens(self) -> int:
+        """The max_tokens of every model call: a sentence of an answer with its evidence ids takes about 80."""
+        return self.max_tokens or 80 * self.max_sentences + 60
 
 
 class Settings(BaseSettings):

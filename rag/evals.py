@@ -217,6 +217,8 @@ class ItemResult:
     invalid_markers: int = 0
     retrieval_hit: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
+    reader: str = ""  # how the reader read (rag.read.Reading.mode)
+    unparsed: bool = False  # the model's reply was not of the shape asked for
 
     @property
     def passed(self) -> bool:
@@ -244,7 +246,9 @@ class ItemResult:
                 "failure": self.failure(), "answer": self.answer, "abstained": self.abstained,
                 "citations": self.citations, "expected_answers": self.expected_answers,
                 "expected_quotes": self.expected_quotes, "evidence_hit": self.evidence_hit,
-                "correct": self.correct, "f1": round(self.f1, 4), "retrieval_hit": self.retrieval_hit}
+                "correct": self.correct, "f1": round(self.f1, 4), "retrieval_hit": self.retrieval_hit,
+                "reader": self.reader, "unparsed": self.unparsed,
+                "seconds": round(self.timings_ms.get("total", 0.0) / 1000, 3)}
 
 
 def score_item(item: GoldItem, answer: Answer) -> ItemResult:
@@ -253,6 +257,7 @@ def score_item(item: GoldItem, answer: Answer) -> ItemResult:
                     for c in answer.citations],
                    list(item.answers), list(item.quotes), timings_ms=dict(answer.timings_ms))
     r.invalid_markers = len(answer.dropped_markers)
+    r.reader, r.unparsed = answer.reader, answer.unparsed_reply
     r.uncited_sentences = len(answer.unsupported)
     if not item.answerable or answer.abstained:
         r.retrieval_hit = any(e.overlaps(p.doc, p.start, p.end) for p in answer.passages for e in item.evidence)
@@ -286,7 +291,7 @@ class Answerer(Protocol):
 
 METRICS = ("evidence_recall", "citation_precision", "statement_attribution", "answer_str_em", "answer_f1",
            "attributed_accuracy", "retrieval_recall_at_k", "abstention_accuracy", "false_abstention_rate",
-           "invalid_citation_rate", "uncited_sentence_rate")
+           "invalid_citation_rate", "uncited_sentence_rate", "schema_failure_rate")
 
 
 @dataclass
@@ -319,6 +324,7 @@ def aggregate(results: Sequence[ItemResult]) -> dict[str, float | None]:
     sentences = sum(r.sentences for r in answerable)
     all_markers = sum(r.invalid_markers + len(r.citations) for r in results)
     all_sentences = sum(r.sentences + r.uncited_sentences for r in answerable)
+    schema_read = [r for r in results if r.reader in ("sentences", "json")]  # replies asked for in a JSON shape
     return {
         "evidence_recall": mean(r.evidence_hit for r in answerable),
         "citation_precision": ratio(sum(r.cited_ok for r in answerable), cited),
@@ -331,6 +337,7 @@ def aggregate(results: Sequence[ItemResult]) -> dict[str, float | None]:
         "false_abstention_rate": mean(r.abstained for r in answerable),
         "invalid_citation_rate": ratio(sum(r.invalid_markers for r in results), all_markers),
         "uncited_sentence_rate": ratio(sum(r.uncited_sentences for r in answerable), all_sentences),
+        "schema_failure_rate": mean(r.unparsed for r in schema_read),
         "n_items": float(len(results)),
     }
 
@@ -360,7 +367,7 @@ def combine(reports: Sequence[EvalReport]) -> EvalReport:
 
 
 # -- regression gate -------------------------------------------------------------------------------------
-LOWER_IS_BETTER = {"false_abstention_rate", "invalid_citation_rate", "uncited_sentence_rate"}
+LOWER_IS_BETTER = {"false_abstention_rate", "invalid_citation_rate", "uncited_sentence_rate", "schema_failure_rate"}
 
 
 def check_against(metrics: dict[str, float | None], baseline: dict[str, float | None], tolerance: float

@@ -112,8 +112,10 @@ def ingest_set(gold_set: GoldSet, settings: Any, embedder: Any) -> Any:
 
 
 def run_set(gold_set: GoldSet, split: str, settings: Any, embedder: Any, backend: str | None = None,
-            k: int | None = None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    """Ingest a set into its own store, answer its items of the split with the chain, and score them."""
+            k: int | None = None, progress: Callable[[int, int], None] | None = None, cache: Any = None,
+            limit: int | None = None) -> EvalReport:
+    """Ingest a set into its own store, answer its items of the split (the first `limit` of them) with the chain,
+    answering from / recording to `cache` (rag.llm.ResponseCache), and score them."""
     from rag.answer import AnswerChain
     from rag.evals import evaluate, load_gold, store_texts
     from rag.retrieve import Retriever
@@ -122,4 +124,7 @@ def run_set(gold_set: GoldSet, split: str, settings: Any, embedder: Any, backend
     store = ingest_set(gold_set, own, embedder)
     retrieve = own.retrieve.model_copy(update={"k": k}) if k else own.retrieve
     chain = AnswerChain(Retriever(store, embedder, retrieve), own.answer, backend=backend)
-    return evaluate(chain, select(gold_set.name, load_gold(gold_set.gold, store_texts(store)), split), progress)
+    if cache is not None:
+        chain.cache = cache
+    items = select(gold_set.name, load_gold(gold_set.gold, store_texts(store)), split)
+    return evaluate(chain, items[:limit], progress)

@@ -30,6 +30,10 @@ def openai_chat_model(settings: AnswerSettings, streaming: bool = True) -> Any:
         max_retries=settings.max_retries,
         temperature=0.0,
         streaming=streaming,
+        # Every call is bounded: a small model otherwise runs on until its context fills. OpenAI reads
+        # max_completion_tokens; llama.cpp's and other local servers read max_tokens.
+        max_tokens=settings.reply_tokens,
+        extra_body={"max_tokens": settings.reply_tokens} if base_url else None,
     )
 
 

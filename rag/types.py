@@ -86,6 +86,8 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()  # sentences that carried no valid citation
     dropped_markers: tuple[str, ...] = ()  # markers the model invented or mangled
+    reader: str = ""  # how the reader read: "extractive", "sentences", "json", "markers"
+    unparsed_reply: bool = False  # the model's reply was not of the shape asked for
 
     def to_json(self, with_passages: bool = False) -> dict[str, object]:
         """The `rag ask --json` object; `with_passages` adds the retrieved passages, numbered as the answer saw
@@ -103,6 +105,8 @@ class Answer:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "unsupported_sentences": list(self.unsupported),
             "dropped_markers": list(self.dropped_markers),
+            "reader": self.reader,
+            "unparsed_reply": self.unparsed_reply,
         }
         if with_passages:
             out["passages"] = [{"n": n, "doc": p.doc, "chunk_id": p.chunk_id, "start": p.start, "end": p.end,

@@ -49,6 +49,8 @@ def sources() -> dict[str, str]:
 
 
 def chain_with(passages: list[Passage], model: object, **settings: object) -> AnswerChain:
+    """The chain with a fake chat model; these tests give [n] marker replies, so the marker reader reads them."""
+    settings.setdefault("reader", "markers")
     return AnswerChain(FakeRetriever(passages), AnswerSettings(**settings), backend="openai", model=model)
 
 
@@ -233,7 +235,7 @@ def test_chain_packs_to_context_tokens() -> None:
     long = [make_passage(i, 120) for i in range(6)]
     model = fake_chat(CANNOT_ANSWER)
     budget = 2 * (count_tokens(long[0].text) + 20) + 5
-    answer = AnswerChain(FakeRetriever(long), AnswerSettings(context_tokens=budget), "openai", model).ask("q")
+    answer = AnswerChain(FakeRetriever(long), AnswerSettings(context_tokens=budget, reader="markers"), "openai", model).ask("q")
     assert len(answer.passages) == 2
     assert model.prompts[0][1].content.count("<passage ") == 2
 

@@ -82,7 +82,7 @@ def json_blocks(out: str) -> list[dict[str, Any]]:
 
 def fake_chain(*replies: str, model: Any = None) -> AnswerChain:
     passages = passages_from_text("004.txt", DOC, "Counter-Invasion", size=40, overlap=0)
-    return AnswerChain(FakeRetriever(passages), AnswerSettings(), backend="openai",
+    return AnswerChain(FakeRetriever(passages), AnswerSettings(reader="markers"), backend="openai",
                        model=model if model is not None else fake_chat(*replies))
 
 

@@ -5,7 +5,9 @@ behind the one `Reader` protocol, so the chain, the eval harness and the ways in
 - `rag.read.extractive.ExtractiveReader`: offline; picks source sentences with a scorer whose weights were fitted
   on gold sets from many domains (evals/fit_reader.py), and abstains below a fitted answerability bar.
 - `rag.read.markers.MarkerReader`: a chat model writes prose with [n] passage markers; each marker is narrowed to
-  the sentence of its passage that supports the statement."""
+  the sentence of its passage that supports the statement.
+- `rag.read.sentences.SentenceReader`: a chat model gets every sentence numbered and answers in JSON, each claim
+  with the ids of the sentences that state it; falls back to the marker reader on a server without JSON replies."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ class Reading:
 
     statements: tuple[Statement, ...] = ()
     dropped: tuple[str, ...] = ()  # evidence keys the reader gave that name nothing it was shown
-    mode: str = ""  # how it read: "extractive", "markers"
+    mode: str = ""  # how it read: "extractive", "sentences" (JSON schema), "json" (JSON object), "markers"
+    unparsed: bool = False  # the model's reply was not of the shape asked for (read as no answer)
     confidence: float | None = None  # the reader's own estimate that it answered (extractive: fitted)
 
     @property
