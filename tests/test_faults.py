@@ -4,18 +4,25 @@ Vectors come from the deterministic FakeEmbedder: what is under test is the stor
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from rag.chunk import chunk_text
 from rag.config import Settings
-from rag.ingest import scan
+from rag.ingest import load_file, scan
 from rag.retrieve import Retriever
 from rag.store import Store, StoreBusy, StoreError, sync
 from rag.testing import FakeEmbedder, free_port, running_server
@@ -447,3 +454,110 @@ def test_a_pdf_without_a_text_layer_says_it_needs_ocr(tmp_path: Path) -> None:
         writer.write(f)
     with pytest.raises(BadFile, match=r"^no text layer in its 2 pages \(a scan\?\): it needs OCR first"):
         load_file(path, "scan.pdf", 1_000_000)
+
+
+# -- a state machine over ingest: every step, interrupted or not, keeps the invariants ----------------------------
+
+SENTENCES = [OLD.split(". ")[0] + ".", "Engineers found cracks in three of the steel girders.",
+             NEW.split(". ")[0] + ".",
+             "The ferry company says the boats carry four hundred passengers a day.",
+             "Council members voted to rebuild the span by the end of next year.",
+             "Residents of the eastern bank complained about the detour through the hills."]
+
+
+class IngestMachine(RuleBasedStateMachine):
+    """Add, edit, rename and delete files, change the chunk settings, and sync, sometimes interrupted at a random
+    batch. After every step: a reader sees exactly one committed version of each document, and never a chunk that
+    is not that version's text; after a sync that ran to the end the store equals the corpus, with no duplicate or
+    orphan chunk, and the BM25 index holds the vectors' ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.work = Path(tempfile.mkdtemp(prefix="rag-machine-"))
+        self.folder = self.work / "corpus"
+        self.folder.mkdir()
+        self.size = 24
+        self.versions: dict[str, str] = {}  # content hash -> text, of every version ever written
+        self.complete = True
+
+    def settings(self) -> Settings:
+        return Settings(home=self.work / "home", chroma_url=None, chunk={"size": self.size, "overlap": 0})
+
+    def write(self, name: str, sentences: list[int]) -> None:
+        (self.folder / name).write_text(" ".join(SENTENCES[i] for i in sentences) + "\n")
+        doc = load_file(self.folder / name, name, 1_000_000)
+        self.versions[doc.content_hash] = doc.text
+        self.complete = False
+
+    @rule(n=st.integers(0, 4), sentences=st.lists(st.integers(0, len(SENTENCES) - 1), min_size=2, max_size=8))
+    def add_or_edit(self, n: int, sentences: list[int]) -> None:
+        self.write(f"doc{n}.txt", sentences)
+
+    @rule(data=st.data())
+    def rename_or_delete(self, data: st.DataObject) -> None:
+        files = sorted(self.folder.glob("*.txt"))
+        if files:
+            victim = data.draw(st.sampled_from(files))
+            if data.draw(st.booleans()):
+                victim.rename(self.folder / f"renamed_{victim.name}")
+            else:
+                victim.unlink()
+            self.complete = False
+
+    @rule(size=st.sampled_from([24, 40]))
+    def change_chunk_size(self, size: int) -> None:
+        self.complete = self.complete and size == self.size
+        self.size = size
+
+    @rule(interrupt_after=st.none() | st.integers(0, 3))
+    def ingest(self, interrupt_after: int | None) -> None:
+        s = self.settings()
+        store = Store(s)
+        store.client.get_max_batch_size = lambda: 1  # type: ignore[method-assign]  a batch a chunk: many stops
+        found = scan([self.folder], 1_000_000)
+        if not found.documents and not found.unchanged and not store.documents():
+            return
+        try:
+            sync(store, found, s, Interrupted(interrupt_after))
+            self.complete = True
+        except KeyboardInterrupt:
+            self.complete = False
+
+    @invariant()
+    def readers_see_one_committed_version(self) -> None:
+        store = Store(self.settings())
+        records = store.documents()
+        seen: dict[str, set[str]] = {}
+        for chunk_id, text, meta in store.all_chunks(committed=True):
+            assert meta["doc"] in records, f"{chunk_id} is in view, but no record commits its document"
+            source = self.versions[records[meta["doc"]]["hash"]]
+            assert source[meta["start"]:meta["end"]] == text, chunk_id
+            seen.setdefault(meta["doc"], set()).add(chunk_id)
+        for doc_id, record in records.items():
+            size = json.loads(record["chunking"])["size"]
+            expected = {c.id for c in chunk_text(doc_id, self.versions[record["hash"]], size, 0)}
+            assert seen.get(doc_id, set()) == expected, doc_id
+
+    @invariant()
+    def a_finished_ingest_makes_the_store_the_corpus(self) -> None:
+        if not self.complete:
+            return
+        store = Store(self.settings())
+        stored: dict[str, set[str]] = {}
+        for chunk_id, _, meta in store.all_chunks():
+            stored.setdefault(meta["doc"], set()).add(chunk_id)
+        files = sorted(p.name for p in self.folder.glob("*.txt"))
+        assert sorted(store.documents()) == files and sorted(stored) == files
+        for name in files:
+            text = load_file(self.folder / name, name, 1_000_000).text
+            assert stored[name] == {c.id for c in chunk_text(name, text, self.size, 0)}, name
+        if files:
+            assert set(store.lexical_index().ids) == {i for ids in stored.values() for i in ids}
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+TestIngestMachine = IngestMachine.TestCase
+TestIngestMachine.settings = hypothesis_settings(max_examples=15, stateful_step_count=12, deadline=None,
+                                                 suppress_health_check=[HealthCheck.too_slow])
