@@ -126,5 +126,19 @@ def run_set(gold_set: GoldSet, split: str, settings: Any, embedder: Any, backend
     chain = AnswerChain(Retriever(store, embedder, retrieve), own.answer, backend=backend)
     if cache is not None:
         chain.cache = cache
-    items = select(gold_set.name, load_gold(gold_set.gold, store_texts(store)), split)
-    return evaluate(chain, items[:limit], progress)
+    texts = store_texts(store)
+    items = select(gold_set.name, load_gold(gold_set.gold, texts), split)
+    report = evaluate(chain, items[:limit], progress)
+    check_quotes(report, texts)
+    return report
+
+
+def check_quotes(report: EvalReport, texts: Callable[[str], str | None]) -> None:
+    """Every citation of every answer must be an exact span of its source: GoldError naming the first that is not
+    (an invariant of the chain, so no tolerance applies)."""
+    for item in report.items:
+        for c in item.citations:
+            text = texts(c["doc"])
+            if text is None or text[c["start"]:c["end"]] != c["quote"]:
+                raise GoldError(f"{item.id}: citation [{c['n']}] is not the span {c['start']}-{c['end']} of "
+                                f"{c['doc']}: {c['quote'][:60]!r}")

@@ -109,3 +109,16 @@ def test_eval_over_a_folder_of_sets(tmp_path: Path) -> None:
 def test_a_bad_split_is_bad_usage(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--home", str(tmp_path), "eval", "--gold", str(tmp_path), "--split", "train"])
     assert result.exit_code == 2 and "--split" in result.stderr
+
+
+def test_a_citation_that_is_not_its_sources_span_stops_the_eval() -> None:
+    from rag.evals import ItemResult
+
+    def report(quote: str) -> EvalReport:
+        cited = [{"n": 1, "doc": "a.txt", "start": 4, "end": 10, "quote": quote}]
+        return EvalReport({}, [ItemResult("a1", "q", True, "a [1]", False, cited, [], [])])
+
+    texts = {"a.txt": BRIDGE}.get
+    evalsets.check_quotes(report("bridge"), texts)
+    with pytest.raises(GoldError, match=r"a1: citation \[1\] is not the span 4-10 of a.txt"):
+        evalsets.check_quotes(report("bridgE"), texts)
