@@ -26,6 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rag.answer import CANNOT_ANSWER, AnswerChain
+from rag.chunk import sentence_spans
 from rag.cli import app
 from rag.config import AnswerSettings, Settings
 from rag.ingest import load_file
@@ -107,8 +108,23 @@ def test_server_lists_the_model(llama_server: str) -> None:
     assert any("SmolLM2-135M" in i for i in ids)
 
 
-def test_chain_streams_and_verifies_against_the_real_server(server_env: str, store_home: Path) -> None:
+def test_sentence_reader_gets_grammar_bound_json_from_the_real_server(server_env: str, store_home: Path) -> None:
+    """llama.cpp's server refuses `json_schema` and constrains decoding to the schema sent with `json_object`:
+    the reply parses, names only the ids shown, and every citation is a whole sentence of its source."""
     chain = make_chain(store_home, AnswerSettings(timeout_s=SLOW_SERVER_TIMEOUT_S, max_retries=0))
+    tokens: list[str] = []
+    answer = chain.ask(QUESTION, k=K, on_token=tokens.append)
+    assert answer.reader == "json" and not answer.unparsed_reply
+    assert answer.dropped_markers == ()  # no invalid id under the grammar
+    assert "{" not in "".join(tokens)  # the stream shows the claims' text, not the JSON
+    check_answer_json(answer.to_json())
+    passage = answer.passages[0]
+    sentences = {passage.start + s for s, _ in sentence_spans(passage.text)}
+    assert all(c.start in sentences for c in answer.citations)
+
+
+def test_chain_streams_and_verifies_against_the_real_server(server_env: str, store_home: Path) -> None:
+    chain = make_chain(store_home, AnswerSettings(timeout_s=SLOW_SERVER_TIMEOUT_S, max_retries=0, reader="markers"))
     tokens: list[str] = []
     answer = chain.ask(QUESTION, k=K, on_token=tokens.append)
     raw = "".join(tokens)
@@ -138,6 +154,7 @@ def test_rag_ask_openai_json_end_to_end(server_env: str, store_home: Path, monke
     assert data["backend"] == "openai" and data["question"] == QUESTION
     check_answer_json(data)
     assert data["timings_ms"]["read"] > 0
+    assert data["reader"] == "json" and not data["unparsed_reply"]
 
 
 # -- OpenAI embeddings from the real server ------------------------------------------------------------------
