@@ -302,6 +302,45 @@ def cold_ask(runs: int, workdir: Path) -> None:
           "   (the rest: Python start, imports, torch/model load, Chroma open)")
 
 
+def prompt_cost(synth: Synth, embedder: LocalEmbedder, qs: list[str], k: int = 8, timed_questions: int = 5
+                ) -> None:
+    """What numbering the sentences costs over the marker prompt: prompt tokens (cl100k_base) per question on the
+    seed chunks nearest each question, and, when OPENAI_API_KEY or OPENAI_BASE_URL names a model server, the
+    seconds each reader takes on the first questions."""
+    from rag.config import AnswerSettings
+    from rag.read.markers import MarkerReader
+    from rag.read.sentences import SentenceReader, number_passages
+    from rag.types import Passage
+
+    settings = AnswerSettings()
+    sentences, markers = SentenceReader(settings), MarkerReader(settings)
+    tokens: dict[str, list[float]] = {"sentences": [], "markers": []}
+    seconds: dict[str, list[float]] = {"sentences": [], "markers": []}
+    live = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
+    for i, q in enumerate(qs):
+        q_vec = embedder.embed_query(q)
+        near = np.argsort(-(synth.seed_chunk_vectors @ q_vec))[:k]
+        passages = [Passage(c.id, c.doc, c.start, c.end, c.text, c.doc) for c in (synth.seed_chunks[j] for j in near)]
+        numbered = number_passages(passages, settings.context_tokens)
+        shown = {"sentences": sentences.messages(q, numbered), "markers": markers.messages(q, numbered.passages)}
+        for name, messages in shown.items():
+            tokens[name].append(sum(count_tokens(str(m.content)) for m in messages))
+        if live and i < timed_questions:
+            for name, reader in (("sentences", sentences), ("markers", markers)):
+                t0 = time.perf_counter()
+                reader.read(q, q_vec, numbered.passages)
+                seconds[name].append(time.perf_counter() - t0)
+    print(f"\n-- prompt cost per question ({len(qs)} questions, {k} seed passages each, within "
+          f"{settings.context_tokens} tokens) --")
+    for name in ("sentences", "markers"):
+        print(f"  {name:9s} prompt tokens: mean {statistics.mean(tokens[name]):.0f}, max {max(tokens[name]):.0f}"
+              + (f"; {statistics.mean(seconds[name]):.2f} s per question over {len(seconds[name])}"
+                 if seconds[name] else ""))
+    extra = statistics.mean(a / b - 1 for a, b in zip(tokens["sentences"], tokens["markers"], strict=True))
+    print(f"  the sentence prompt costs {extra:+.0%} tokens over the marker prompt"
+          + ("" if live else " (no model server named: latency not measured)"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10000,100000", help="store sizes in chunks, ascending, comma separated")
@@ -353,6 +392,7 @@ def main() -> None:
             m = measure(home, qs, full=i == 0)
             report(f"~{size // 1000}k store", store.count(), m)
         cold_ask(args.cold_runs, workdir)
+        prompt_cost(synth, embedder, qs)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
