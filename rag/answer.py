@@ -46,6 +46,16 @@ def verify_reading(question: str, reading: Reading, passages: Sequence[Passage],
                   reader=reading.mode, unparsed_reply=reading.unparsed)
 
 
+LONG_REPLY_TOKENS = 1500  # the longest reply asked for outside a reader: a briefing's reduce step
+
+
+def bounded(model: Any, max_tokens: int) -> Any:
+    """The model with its replies cut at `max_tokens` (and the `max_tokens` a local server reads, when it is sent)."""
+    body = getattr(model, "extra_body", None)
+    extra = {"extra_body": {**body, "max_tokens": max_tokens}} if body else {}
+    return model.bind(max_tokens=max_tokens, **extra)
+
+
 class AnswerChain:
     """Holds the loaded retriever and reader, so every question after the first is fast."""
 
@@ -75,10 +85,12 @@ class AnswerChain:
 
     @property
     def model(self) -> Any:
-        """The chat model (the LLM backend's); built from settings on first use."""
-        if isinstance(self.reader, (MarkerReader, SentenceReader)):
-            return self.reader.model
-        return MarkerReader(self.settings).model
+        """The chat model (the LLM backend's) for callers other than the reader (a briefing's map and reduce, the
+        REPL's follow-up condensing): built from settings on first use, its replies bounded by LONG_REPLY_TOKENS
+        rather than by an answer's length."""
+        model = self.reader.model if isinstance(self.reader, (MarkerReader, SentenceReader)) \
+            else MarkerReader(self.settings).model
+        return bounded(model, max(self.settings.reply_tokens, LONG_REPLY_TOKENS))
 
     @property
     def cache(self) -> Any:

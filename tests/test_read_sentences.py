@@ -232,3 +232,13 @@ def test_the_marker_reader_stays_selectable(passages: list[Passage]) -> None:
     answer = chain(passages, fake_chat("It shot down 26 drones [1]."), reader="markers").ask("How many drones?")
     assert answer.reader == "markers" and len(answer.citations) == 1
     assert isinstance(chain(passages, fake_chat("x")).reader, SentenceReader)
+
+
+def test_callers_other_than_the_reader_get_a_longer_bound(passages: list[Passage],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.answer import LONG_REPLY_TOKENS
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    c = AnswerChain(FakeRetriever(passages), AnswerSettings(), backend="openai")
+    assert c.reader.model.max_tokens == AnswerSettings().reply_tokens  # answers: sized from max_sentences
+    assert c.model.kwargs == {"max_tokens": LONG_REPLY_TOKENS, "extra_body": {"max_tokens": LONG_REPLY_TOKENS}}
