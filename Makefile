@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install llm-server demo test test-unit bench lint clean
+.PHONY: install llm-server demo test test-unit eval-openai bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,9 +33,23 @@ demo: install
 	$(RAG) brief "cross-border incursions into Russia" -o briefing.md
 	$(RAG) brief "cross-border incursions into Russia" -o briefing.html
 
+# The LLM path's gate: SmolLM2-135M's replies on a llama.cpp server, recorded on the first 5 dev items of each set
+# (2 passages each) and replayed offline; every citation is checked against its source as it is scored.
+SMOLLM_RUN := --gold evals/gold --split dev --k 2 --limit 5 --backend openai
+
 test: install llm-server
 	$(PY) -m pytest
 	$(RAG) --home .rag-eval eval --gold evals/gold --split test --check --backend extractive
+	RAG_ANSWER__OPENAI_MODEL=SmolLM2-135M-Instruct $(RAG) --home .rag-eval eval $(SMOLLM_RUN) --check \
+	  --replay evals/recordings/smollm2-dev-sentences.json
+
+# With OPENAI_API_KEY: the dev halves read by the sentence reader and by the marker prompt, recorded side by side.
+eval-openai: install
+	@test -n "$$OPENAI_API_KEY" || { echo "eval-openai needs OPENAI_API_KEY"; exit 2; }
+	$(RAG) --home .rag-eval eval --gold evals/gold --split dev --backend openai \
+	  --record evals/recordings/openai-dev-sentences.json
+	RAG_ANSWER__READER=markers $(RAG) --home .rag-eval eval --gold evals/gold --split dev --backend openai \
+	  --record evals/recordings/openai-dev-markers.json
 
 test-unit: install
 	$(PY) -m pytest -m "not integration and not browser"
