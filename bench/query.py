@@ -307,12 +307,11 @@ def prompt_cost(synth: Synth, embedder: LocalEmbedder, qs: list[str], k: int = 8
     """What numbering the sentences costs over the marker prompt: prompt tokens (cl100k_base) per question on the
     seed chunks nearest each question, and, when OPENAI_API_KEY or OPENAI_BASE_URL names a model server, the
     seconds each reader takes on the first questions."""
-    from rag.config import AnswerSettings
     from rag.read.markers import MarkerReader
     from rag.read.sentences import SentenceReader, number_passages
     from rag.types import Passage
 
-    settings = AnswerSettings()
+    settings = Settings.load().answer  # RAG_ANSWER__TIMEOUT_S and the rest, as rag ask reads them
     sentences, markers = SentenceReader(settings), MarkerReader(settings)
     tokens: dict[str, list[float]] = {"sentences": [], "markers": []}
     seconds: dict[str, list[float]] = {"sentences": [], "markers": []}
