@@ -17,6 +17,7 @@ import hashlib
 import re
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
@@ -180,6 +181,17 @@ def running_server(command: Sequence[str], ready_url: str, log_path: Path, wait_
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@contextmanager
+def chroma_server(folder: Path, wait_s: float = 60) -> Iterator[str]:
+    """A real `chroma run` (the one beside this Python) on a free port of 127.0.0.1, its data in `folder`; yields
+    its URL once the heartbeat answers, and stops it on exit."""
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(folder / "db"), "--host",
+               "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
+    with running_server(command, f"{url}/api/v2/heartbeat", folder / "server.log", wait_s):
+        yield url
 
 
 MARKER_RE = re.compile(r"\[(\d+)\]")

@@ -26,6 +26,7 @@ from rag.ingest import load_file, scan
 from rag.retrieve import Retriever
 from rag.store import Store, StoreBusy, StoreError, sync
 from rag.testing import FakeEmbedder, free_port, running_server
+from rag.testing import chroma_server as real_chroma_server
 
 pytestmark = pytest.mark.integration
 
@@ -173,11 +174,7 @@ def test_a_pruning_cut_short_hides_the_whole_document_and_is_finished(tmp_path: 
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [CHROMA, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)]
-    with running_server(command, f"{url}/api/v2/heartbeat", data / "server.log", 60):
+    with real_chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
 
 

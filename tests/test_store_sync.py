@@ -26,7 +26,8 @@ from rag.cli import app
 from rag.config import Settings
 from rag.ingest import load_file, scan
 from rag.store import Store, StoreError, file_hashes, sync
-from rag.testing import FakeEmbedder, free_port, running_server
+from rag.testing import FakeEmbedder, free_port
+from rag.testing import chroma_server as real_chroma_server
 
 pytestmark = pytest.mark.integration
 
@@ -593,12 +594,8 @@ def test_ctrl_c_during_ingest_says_what_the_store_holds(seed_corpus: Path, tmp_p
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`chroma run` on a free port of 127.0.0.1; yields its URL once the heartbeat answers."""
-    data = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [CHROMA, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)]
-    with running_server(command, f"{url}/api/v2/heartbeat", data / "server.log", 60):
+    """`chroma run` on a free port of 127.0.0.1, shared by the module's tests."""
+    with real_chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
 
 
