@@ -372,12 +372,17 @@ LOWER_IS_BETTER = {"false_abstention_rate", "invalid_citation_rate", "uncited_se
 
 def check_against(metrics: dict[str, float | None], baseline: dict[str, float | None], tolerance: float
                   ) -> list[str]:
-    """Metrics that got worse than baseline by more than the tolerance, one line each. A metric that either side
-    could not measure (n/a) is not compared."""
+    """Metrics that got worse than baseline by more than the tolerance, one line each. A lower-is-better rate
+    accepted at 0 (no invalid citation, no unparsed reply) must stay 0: any rise fails, whatever the tolerance.
+    A metric that either side could not measure (n/a) is not compared."""
     failures = []
     for name, accepted in baseline.items():
         now = metrics.get(name)
         if name == "n_items" or now is None or accepted is None:
+            continue
+        if name in LOWER_IS_BETTER and accepted == 0:
+            if now > 0:
+                failures.append(f"{name}: {now:.4f} vs baseline 0 (must stay 0, no tolerance)")
             continue
         worse = now > accepted + tolerance if name in LOWER_IS_BETTER else now < accepted - tolerance
         if worse:

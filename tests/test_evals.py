@@ -115,6 +115,21 @@ def test_regression_gate():
     assert len(failures) == 2 and failures[0].startswith("evidence_recall")
 
 
+def test_a_rate_accepted_at_zero_must_stay_zero_whatever_the_tolerance():
+    baseline = {"invalid_citation_rate": 0.0, "schema_failure_rate": 0.0, "uncited_sentence_rate": 0.0,
+                "false_abstention_rate": 0.1, "evidence_recall": 0.0}
+    same = {"invalid_citation_rate": 0.0, "schema_failure_rate": 0.0, "uncited_sentence_rate": 0.0,
+            "false_abstention_rate": 0.12, "evidence_recall": 0.0}
+    assert check_against(same, baseline, 0.05) == []
+    risen = {**same, "invalid_citation_rate": 0.001, "schema_failure_rate": 0.01}
+    failures = check_against(risen, baseline, 0.05)
+    assert [f.split(":")[0] for f in failures] == ["invalid_citation_rate", "schema_failure_rate"]
+    assert all("must stay 0" in f for f in failures)
+    # a rate accepted above 0 keeps the tolerance; n/a on either side is still not compared
+    assert check_against({**same, "false_abstention_rate": 0.14}, baseline, 0.05) == []
+    assert check_against({**same, "uncited_sentence_rate": None}, baseline, 0.05) == []
+
+
 def test_repeat_reports_mean_and_spread():
     r1 = evals.EvalReport({"evidence_recall": 1.0}, [])
     r2 = evals.EvalReport({"evidence_recall": 0.5}, [])
