@@ -106,16 +106,44 @@ class RecordingChatModel(GenericFakeChatModel):
     """GenericFakeChatModel (streams its reply word by word) that records the messages of every call."""
 
     prompts: list[list[BaseMessage]] = Field(default_factory=list)
+    formats: list[dict[str, Any]] = Field(default_factory=list)  # the response_format of each call that sent one
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
         self.prompts.append(list(messages))
+        if reply_format := (kwargs.get("extra_body") or {}).get("response_format"):
+            self.formats.append(reply_format)
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
 
 def fake_chat(*replies: str) -> RecordingChatModel:
     """A fake chat model that answers each call with the next reply."""
     return RecordingChatModel(messages=iter([AIMessage(content=r) for r in replies]))
+
+
+class RefusingModel(RecordingChatModel):
+    """Refuses the reply formats named in `refuse` ("json_schema", "json_object", "text") the way a server does:
+    HTTP 400."""
+
+    refuse: tuple[str, ...] = ()
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        import httpx
+        import openai
+
+        kind = (kwargs.get("extra_body") or {}).get("response_format", {}).get("type", "text")
+        if kind in self.refuse:
+            request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+            response = httpx.Response(400, request=request)
+            raise openai.BadRequestError(f"{kind} not supported", response=response,  # type: ignore[arg-type]
+                                         body=None)
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def refusing(refuse: tuple[str, ...], *replies: str) -> RefusingModel:
+    """A fake chat model that refuses the reply formats in `refuse` and answers the other calls in turn."""
+    return RefusingModel(messages=iter([AIMessage(content=r) for r in replies]), refuse=refuse)
 
 
 def passages_from_text(doc: str, text: str, title: str = "", size: int = 200, overlap: int = 40) -> list[Passage]:

@@ -16,7 +16,7 @@ from rag.config import AnswerSettings
 from rag.evals import GoldItem, aggregate, score_item
 from rag.llm import ResponseCache, openai_chat_model
 from rag.read.sentences import MIN_SHARED, ClaimStream, SentenceReader, backed, number_passages, parse_reply, schema_for
-from rag.testing import FakeRetriever, RecordingChatModel, fake_chat, passages_from_text
+from rag.testing import FakeRetriever, RecordingChatModel, fake_chat, passages_from_text, refusing
 from rag.types import Passage
 
 DOC_A = ("Drones hit the border town overnight. The defence ministry said it shot down 26 drones over seven "
@@ -137,26 +137,6 @@ def test_parse_reply_takes_a_fenced_object_and_refuses_other_shapes() -> None:
     assert parse_reply("It shot down 26 drones [1].") is None
     assert parse_reply('{"answer": "26 drones"}') is None
     assert parse_reply('[{"text": "x"}]') is None
-
-
-class RefusingModel(RecordingChatModel):
-    """Refuses the reply formats named in `refuse` the way a server does: HTTP 400."""
-
-    refuse: tuple[str, ...] = ()
-
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
-        kind = (kwargs.get("extra_body") or {}).get("response_format", {}).get("type", "text")
-        if kind in self.refuse:
-            request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-            raise openai.BadRequestError(f"{kind} not supported", response=httpx.Response(400, request=request),
-                                         body=None)
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-
-
-def refusing(refuse: tuple[str, ...], *replies: str) -> RefusingModel:
-    from langchain_core.messages import AIMessage
-
-    return RefusingModel(messages=iter([AIMessage(content=r) for r in replies]), refuse=refuse)
 
 
 def test_a_server_without_json_schema_is_asked_for_a_json_object(passages: list[Passage],

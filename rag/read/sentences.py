@@ -116,30 +116,45 @@ def schema_for(ids: Sequence[str], max_claims: int | None = None) -> dict[str, A
     return {**SCHEMA, "properties": {**SCHEMA["properties"], "answer": answer}}
 
 
-def response_format(mode: str, ids: Sequence[str], max_claims: int) -> dict[str, Any]:
+def response_format(mode: str, ids: Sequence[str], max_claims: int, schema: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """The request's reply format in `mode`: the answer's schema with `ids`, or `schema` when a caller (a
+    briefing's reduce) asks for a shape of its own."""
     if mode == "sentences":
-        return {"type": "json_schema", "json_schema": {"name": "cited_answer", "schema": schema_for(ids),
+        return {"type": "json_schema", "json_schema": {"name": "cited_answer", "schema": schema or schema_for(ids),
                                                        "strict": True}}
-    return {"type": "json_object", "schema": schema_for(ids, max_claims)}
+    return {"type": "json_object", "schema": schema or schema_for(ids, max_claims)}
 
 
-def parse_reply(raw: str) -> tuple[list[tuple[str, list[str]]], bool] | None:
-    """A reply -> ([(claim, evidence ids)], unanswerable); None when it is not an object of the schema's shape."""
-    text = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", raw)
+def load_reply(raw: str) -> Any:
+    """A JSON reply (in a code fence or not) -> its value; None when it is not JSON."""
     try:
-        data = json.loads(text)
+        return json.loads(re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", raw))
     except json.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("answer", []), list):
+
+
+def claims_of(items: Any) -> list[tuple[str, list[str]]] | None:
+    """A list of `{"text", "evidence"}` objects -> [(claim, evidence ids)]; None when it is not of that shape."""
+    if not isinstance(items, list):
         return None
     claims = []
-    for item in data.get("answer", []):
+    for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             return None
         evidence = item.get("evidence", [])
         if not isinstance(evidence, list):
             return None
         claims.append((item["text"], [str(e) for e in evidence if isinstance(e, (str, int, float))]))
+    return claims
+
+
+def parse_reply(raw: str) -> tuple[list[tuple[str, list[str]]], bool] | None:
+    """A reply -> ([(claim, evidence ids)], unanswerable); None when it is not an object of the schema's shape."""
+    data = load_reply(raw)
+    claims = claims_of(data.get("answer", [])) if isinstance(data, dict) else None
+    if claims is None or not isinstance(data, dict):
+        return None
     return claims, bool(data.get("unanswerable", False))
 
 
@@ -235,10 +250,11 @@ class SentenceReader:
         statements, dropped = statements_of(claims, numbered, self.settings.max_sentences)
         return Reading(tuple(statements), tuple(dropped), mode)
 
-    def reply(self, messages: list[Any], on_token: Callable[[str], None] | None = None, ids: Sequence[str] = ()
-              ) -> tuple[str, str]:
+    def reply(self, messages: list[Any], on_token: Callable[[str], None] | None = None, ids: Sequence[str] = (),
+              max_claims: int | None = None, schema: dict[str, Any] | None = None) -> tuple[str, str]:
         """The reply and the mode that gave it: the recorded one when replaying (the modes in order, as they were
-        tried), else the first mode from the current one on that the server takes."""
+        tried), else the first mode from the current one on that the server takes. `max_claims` and `schema`
+        replace the answer's bound and schema (a briefing's map and reduce)."""
         cache = self.cache
         for mode in MODES[MODES.index(self.mode):]:
             if mode == "markers":
@@ -250,7 +266,8 @@ class SentenceReader:
             if cache and cache.mode == "replay":
                 continue
             try:
-                reply = self._call(messages, response_format(mode, ids, self.settings.max_sentences), on_token)
+                reply_format = response_format(mode, ids, max_claims or self.settings.max_sentences, schema)
+                reply = self._call(messages, reply_format, on_token)
             except Exception as e:
                 if not refused(e):
                     raise
