@@ -12,19 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
 from rag import brief as B
 from rag.answer import AnswerChain
-from rag.brief.gather import dangling_penalty
+from rag.brief.gather import Material, dangling_penalty
 from rag.chunk import sentence_spans
 from rag.cli import State, app, load_chain
-from rag.config import Settings
+from rag.config import AnswerSettings, Settings
 from rag.events import group_events
 from rag.ingest import load_file
+from rag.read.sentences import number_passages
 from rag.sentences import annotate
-from rag.testing import fake_chat
+from rag.testing import FakeRetriever, fake_chat, passages_from_text, refusing
 from rag.types import Passage
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -263,51 +263,74 @@ def first_claim(passages: tuple[Passage, ...]) -> tuple[str, str]:
     raise AssertionError("no claim sentence in the passages")
 
 
+def first_claim_id(passages: tuple[Passage, ...], budget: int) -> tuple[str, str]:
+    """The first claim sentence of a document's passages and its id as the map sees it numbered ("2.3")."""
+    numbered = number_passages(passages, budget)
+    for key, pick in numbered.ids.items():
+        text = passages[pick.passage - 1].text[pick.start:pick.end]
+        if B.is_claim_sentence(text):
+            return text, key
+    raise AssertionError("no claim sentence in the passages")
+
+
+def json_reply(**parts: object) -> str:
+    return json.dumps(parts)
+
+
+def claim(text: str, *ids: str) -> dict[str, object]:
+    return {"text": text, "evidence": list(ids)}
+
+
 @pytest.mark.integration
-def test_llm_map_reduce_with_a_fake_model(chain: AnswerChain) -> None:
+def test_llm_map_reduce_by_numbered_sentences(chain: AnswerChain) -> None:
     plan = B.map_plan(B.gather(chain, TOPIC))
     assert len(plan) == 5 and len({m.doc for m in plan}) == 5
-    claims = [first_claim(m.passages) for m in plan]
+    claims = [first_claim_id(m.passages, chain.settings.context_tokens) for m in plan]
     sentences = [s for s, _ in claims]
-    # map: one reply per document, in plan order: a real point, an invented marker, an unsupported claim
-    maps = [f"- {B.attach_marker(s, marker)}\n- Kursk fell to an army of robots [99].\n"
-            f"- Aliens from Jupiter built seven pyramids on the moon [1]." for s, marker in claims]
-    # reduce: quotes are numbered in the order of the checked map points, i.e. the plan order
+    # map: one JSON reply per document, in plan order: a real point, an id naming nothing, a claim its evidence
+    # does not state
+    maps = [json_reply(answer=[claim(s, key), claim("Kursk fell to an army of robots.", "9.9"),
+                               claim("Aliens from Jupiter built seven pyramids on the moon.", key)],
+                       unanswerable=False) for s, key in claims]
+    # reduce: the quotes are numbered in the order of the checked map points, i.e. the plan order
     event0 = plan[0].event
     other = next(i for i, m in enumerate(plan) if m.event == event0 and i > 0)
-    reduce = "\n".join([
-        "## Overview",
-        f"- {B.attach_marker(sentences[0], '[1]')}",
-        f"## {event0}",
-        f"- {B.attach_marker(sentences[other], f'[{other + 1}]')}",
-        f"- {B.attach_marker(sentences[0], '[1][99]')}",
-        "- Pyramids on Mars were built by aliens from Jupiter [1].",
-        "## Where the sources disagree",
-        "### whether the sources agree",
-        f"- {B.attach_marker(sentences[0], '[1]')}",
-        f"- {B.attach_marker(sentences[other], f'[{other + 1}]')}",
-    ])
-    model = FakeListChatModel(responses=[*maps, reduce])
-    llm_chain = AnswerChain(chain.retriever, chain.settings, backend="openai", model=model)
-    b = B.make_briefing(llm_chain, TOPIC)
+    reduce = json_reply(
+        overview=[claim(sentences[0], "1")],
+        sections=[{"heading": event0, "points": [
+            claim(sentences[other], str(other + 1)), claim(sentences[0], "1", "99"),
+            claim("Pyramids on Mars were built by aliens from Jupiter.", "1")]}],
+        disagreements=[{"label": "whether the sources agree", "claims": [
+            claim(sentences[0], "1"), claim(sentences[other], str(other + 1))]}])
+    model = fake_chat(*maps, reduce)
+    b = B.make_briefing(AnswerChain(chain.retriever, chain.settings, backend="openai", model=model), TOPIC)
     assert b.backend == "openai"
+    # every call asked for JSON with the ids shown; the map saw numbered sentences, the reduce numbered quotes
+    formats = model.formats
+    assert len(formats) == len(plan) + 1 and all(f["type"] == "json_schema" for f in formats)
+    first_map_ids = formats[0]["json_schema"]["schema"]["properties"]["answer"]["items"]["properties"]
+    assert claims[0][1] in first_map_ids["evidence"]["items"]["enum"]
+    assert f"[{claims[0][1]}] " in model.prompts[0][1].content
+    assert set(formats[-1]["json_schema"]["schema"]["properties"]) == {"overview", "sections", "disagreements"}
     md = b.markdown
-    assert "[99]" not in md.split("## Support audit")[0], "an invented marker must not survive"
     assert "pyramids" not in md.lower() and "robots" not in md.lower()
-    assert "[99]" in b.audit.invented_markers
+    # the audit counts what the reading counted: ids naming nothing, claims left without evidence
+    assert {"[9.9]", "[99]"} <= set(b.audit.invented_markers)
     assert b.audit.dropped == 1 and b.audit.draft_dropped == len(plan) * 2
     assert len(b.sections) == 1
     assert_headings_use_their_sentences_words(b)
     assert len(b.overview) == 1 and len(b.sections[0].points) == 2
     assert len(b.disagreements) == 1 and len({p.doc for p in b.disagreements[0].claims}) == 2
     assert_consistent(b)
+    # every citation is a whole numbered sentence of its source
     assert {c.quote for c in b.sources} == {sentences[0], sentences[other]}
 
 
 @pytest.mark.integration
 def test_llm_reduce_without_layout_falls_back_to_checked_points(chain: AnswerChain) -> None:
     plan = B.map_plan(B.gather(chain, TOPIC))
-    maps = [f"- {B.attach_marker(*first_claim(m.passages))}" for m in plan]
+    maps = [json_reply(answer=[claim(*first_claim_id(m.passages, chain.settings.context_tokens))],
+                       unanswerable=False) for m in plan]
     model = fake_chat(*maps, "Sorry, I can't write briefings.")  # GenericFakeChatModel that keeps the prompts
     b = B.make_briefing(AnswerChain(chain.retriever, chain.settings, backend="openai", model=model), TOPIC)
     assert len(model.prompts) == len(plan) + 1
@@ -320,6 +343,37 @@ def test_llm_reduce_without_layout_falls_back_to_checked_points(chain: AnswerCha
     assert len(b.sections) == len(b.events)
     assert_headings_use_their_sentences_words(b)
     assert_consistent(b)
+
+
+@pytest.mark.integration
+def test_llm_brief_falls_back_to_the_marker_prompts_when_the_server_refuses_json(
+        chain: AnswerChain, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = B.map_plan(B.gather(chain, TOPIC))
+    claims = [first_claim(m.passages) for m in plan]
+    maps = [f"- {B.attach_marker(s, marker)}\n- Kursk fell to an army of robots [99]." for s, marker in claims]
+    event0 = plan[0].event
+    reduce = "\n".join(["## Overview", f"- {B.attach_marker(claims[0][0], '[1]')}", f"## {event0}",
+                        f"- {B.attach_marker(claims[0][0], '[1][99]')}"])
+    model = refusing(("json_schema", "json_object"), *maps, reduce)
+    b = B.make_briefing(AnswerChain(chain.retriever, chain.settings, backend="openai", model=model), TOPIC)
+    assert "refused" in capsys.readouterr().err
+    assert len(model.prompts) == len(plan) + 1 and "[1]" in model.prompts[0][0].content
+    assert "[99]" in b.audit.invented_markers and b.audit.draft_dropped == len(plan)
+    assert len(b.overview) == 1 and len(b.sections) == 1
+    assert_consistent(b)
+    assert {c.quote for c in b.sources} == {claims[0][0]}
+
+
+def test_the_marker_reader_setting_keeps_the_marker_prompts() -> None:
+    text = "The ministry said it shot down 26 drones over seven regions. Schools in Kursk moved online."
+    passages = passages_from_text("a.txt", text, size=400)
+    pool = [B.Candidate("a.txt", 0, 10, text[:10], passages[0], np.zeros(3))]
+    material = Material("drones", np.zeros(3), passages, [], {}, {}, {}, pool=pool)
+    model = fake_chat("- The ministry said it shot down 26 drones over seven regions [1].", "no layout")
+    settings = AnswerSettings(reader="markers")
+    draft = B.llm_draft(AnswerChain(FakeRetriever(passages), settings, backend="openai", model=model), material)
+    assert "[1]" in model.prompts[0][0].content and "evidence" not in model.prompts[0][0].content
+    assert [type(c) for _, claims in draft.sections for c, *_ in claims] == [str]
 
 
 # -- pure parts --------------------------------------------------------------------------------------------------

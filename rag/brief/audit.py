@@ -10,7 +10,7 @@ from typing import Any
 
 from rag.brief.headings import heading as make_heading
 from rag.brief.headings import words_missing
-from rag.brief.model import Audit, Briefing, Disagreement, Draft, Point, Section
+from rag.brief.model import Audit, Briefing, Checked, Claim, Disagreement, Draft, Point, Section
 from rag.cite import attach_marker, parse_claims, strip_foreign_links, verify
 from rag.sentences import annotate
 from rag.types import Citation, Passage
@@ -41,9 +41,13 @@ class _Counter:
     invented: list[str] = field(default_factory=list)
 
 
-def audit_claims(text: str, passages: Sequence[Passage]) -> list[tuple[str, tuple[Citation, ...], tuple[str, ...]]]:
+def audit_claims(text: Claim, passages: Sequence[Passage]) -> list[tuple[str, tuple[Citation, ...], tuple[str, ...]]]:
     """Split text into claim sentences and check each with rag.cite.verify against `passages` (the ones its
-    markers index): (sentence, verified citations with local numbers, markers dropped)."""
+    markers index): (sentence, verified citations with local numbers, markers dropped). A `Checked` claim was
+    checked when its evidence ids were resolved: it is counted as it stands (its ids that named nothing count as
+    invented markers; no citations: flagged or dropped)."""
+    if isinstance(text, Checked):
+        return [(text.text, text.citations, text.dropped)]
     claims, bad = parse_claims(strip_foreign_links(text, passages, escape_html=False), len(passages))
     out = []
     for i, claim in enumerate(claims):
@@ -63,7 +67,7 @@ def finalize(topic: str, draft: Draft, material: Any, backend: str, unsupported:
     tally = _Counter(invented=list(draft.invented))
     keep_flagged = unsupported == "flag"
 
-    def points(text: str, passages: Sequence[Passage], doc: str, aspect: str = "") -> list[Point]:
+    def points(text: Claim, passages: Sequence[Passage], doc: str, aspect: str = "") -> list[Point]:
         out = []
         for sentence, citations, dropped in audit_claims(text, passages):
             tally.invented.extend(m for m in dropped if _is_invented(m, len(passages)))

@@ -152,12 +152,27 @@ def _markdown_text(text: str) -> str:
 NOT_IN_SOURCES = "Not in the sources: no ingested article speaks clearly to this topic."
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A claim read by numbered sentences (the LLM path's JSON reply): its citations are the whole source
+    sentences its evidence ids named, already resolved and checked; `dropped` are the ids that named nothing.
+    No citations: the claim had no evidence, or its evidence did not state it."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+
+Claim = str | Checked  # text with [i] markers into the claim's passages, or a claim checked already
+
+
 @dataclass
 class Draft:
-    """A briefing before the audit: claims as (text with [i] markers, passages those markers index)."""
+    """A briefing before the audit: claims as (text with [i] markers, passages those markers index), or as
+    `Checked` claims."""
 
-    overview: list[tuple[str, list[Passage], str]] = field(default_factory=list)  # (claim, passages, doc)
-    sections: list[tuple[str, list[tuple[str, list[Passage], str, str]]]] = field(default_factory=list)
-    disagreements: list[tuple[str, str, list[tuple[str, list[Passage], str]]]] = field(default_factory=list)
+    overview: list[tuple[Claim, list[Passage], str]] = field(default_factory=list)  # (claim, passages, doc)
+    sections: list[tuple[str, list[tuple[Claim, list[Passage], str, str]]]] = field(default_factory=list)
+    disagreements: list[tuple[str, str, list[tuple[Claim, list[Passage], str]]]] = field(default_factory=list)
     invented: list[str] = field(default_factory=list)
     draft_dropped: int = 0
