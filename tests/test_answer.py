@@ -235,7 +235,8 @@ def test_chain_packs_to_context_tokens() -> None:
     long = [make_passage(i, 120) for i in range(6)]
     model = fake_chat(CANNOT_ANSWER)
     budget = 2 * (count_tokens(long[0].text) + 20) + 5
-    answer = AnswerChain(FakeRetriever(long), AnswerSettings(context_tokens=budget, reader="markers"), "openai", model).ask("q")
+    settings = AnswerSettings(context_tokens=budget, reader="markers")
+    answer = AnswerChain(FakeRetriever(long), settings, "openai", model).ask("q")
     assert len(answer.passages) == 2
     assert model.prompts[0][1].content.count("<passage ") == 2
 
