@@ -218,20 +218,29 @@ def verify(answer: str, passages: list[Passage], min_overlap: float = 0.3, drop_
     return number_citations(statements, passages, drop_unsupported, dropped)
 
 
-def strip_foreign_links(answer: str, passages: Sequence[Passage], escape_html: bool = True) -> str:
+def strip_foreign_links(answer: str, passages: Sequence[Passage], escape_html: bool = True,
+                        removed: list[str] | None = None) -> str:
     """The one post-check of a model's words (answers and briefings): a link or image survives only when its URL
     occurs whole in a passage shown (not as the start of a longer URL) and is http(s), mailto or www; a
     `javascript:`, `data:` or protocol-relative (`//host`) link never does; a reference definition (`[1]: URL`)
     is held to the same rule. With `escape_html`, a raw HTML tag is escaped (`\\<b>`); the briefing's renderers
-    escape it themselves. Sources are data, not a way to smuggle URLs."""
+    escape it themselves. Each URL taken out is added to `removed`, so an audit can count it. Sources are data,
+    not a way to smuggle URLs."""
     sources = [p.text for p in passages]
+    gone = removed if removed is not None else []
 
     def link(m: re.Match[str]) -> str:
-        return m.group(0) if allowed_url(m.group("url"), sources) else ""
+        if allowed_url(m.group("url"), sources):
+            return m.group(0)
+        gone.append(m.group("url"))
+        return ""
 
     def bare(m: re.Match[str]) -> str:
         url = m.group(0).rstrip(".,;:!?)]'\"")
-        return (url if allowed_url(url, sources) else "") + m.group(0)[len(url):]
+        if allowed_url(url, sources):
+            return m.group(0)
+        gone.append(url)
+        return m.group(0)[len(url):]
 
     text = _REFERENCE.sub(link, _AUTOLINK.sub(link, _INLINE_LINK.sub(link, answer)))
     text = _BARE_URL.sub(bare, text)

@@ -525,3 +525,19 @@ def test_a_briefing_keeps_no_invented_link_and_no_live_image() -> None:
     assert citations and "evil.example" not in sentence and "javascript" not in sentence
     shown = Point("Map: ![map](https://ex.org/m.png)", (1,)).markdown  # quoted from a source, still no live image
     assert "![" not in shown and "!\\[map]" in shown
+
+
+def test_the_support_audit_counts_the_links_the_post_check_removed() -> None:
+    from rag.brief.audit import finalize
+    from rag.brief.model import Checked, Draft
+
+    passage = Passage("s.txt#0", "s.txt", 0, 40, "The governor of Kursk spoke on Monday.", "S")
+    reply = "The governor of Kursk spoke on Monday [1] ![pixel](http://evil.example/x.png)."
+    checked = Checked("The governor spoke on Monday.", (), (), ("javascript:alert(1)",))  # the JSON path's claim
+    draft = Draft(overview=[(reply, [passage], "s.txt"), (checked, [passage], "s.txt")])
+    audit = finalize("the governor", draft, None, "openai").audit
+    assert audit.removed_links == ("http://evil.example/x.png", "javascript:alert(1)")
+    assert "2 links removed" in audit.summary and audit.to_json()["removed_links"] == list(audit.removed_links)
+    clean = finalize("the governor", Draft(overview=[("The governor of Kursk spoke on Monday [1].", [passage],
+                                                      "s.txt")]), None, "openai").audit
+    assert clean.removed_links == () and "removed" not in clean.summary

@@ -41,14 +41,19 @@ class _Counter:
     invented: list[str] = field(default_factory=list)
 
 
-def audit_claims(text: Claim, passages: Sequence[Passage]) -> list[tuple[str, tuple[Citation, ...], tuple[str, ...]]]:
+def audit_claims(text: Claim, passages: Sequence[Passage], removed_links: list[str] | None = None
+                 ) -> list[tuple[str, tuple[Citation, ...], tuple[str, ...]]]:
     """Split text into claim sentences and check each with rag.cite.verify against `passages` (the ones its
     markers index): (sentence, verified citations with local numbers, markers dropped). A `Checked` claim was
     checked when its evidence ids were resolved: it is counted as it stands (its ids that named nothing count as
-    invented markers; no citations: flagged or dropped)."""
+    invented markers; no citations: flagged or dropped). Links the post-check takes out are added to
+    `removed_links`."""
     if isinstance(text, Checked):
+        if removed_links is not None:
+            removed_links.extend(text.removed_links)
         return [(text.text, text.citations, text.dropped)]
-    claims, bad = parse_claims(strip_foreign_links(text, passages, escape_html=False), len(passages))
+    claims, bad = parse_claims(strip_foreign_links(text, passages, escape_html=False, removed=removed_links),
+                               len(passages))
     out = []
     for i, claim in enumerate(claims):
         markers = "".join(f"[{n}]" for n in claim.markers)
@@ -66,10 +71,11 @@ def finalize(topic: str, draft: Draft, material: Any, backend: str, unsupported:
     numbering = _Numbering()
     tally = _Counter(invented=list(draft.invented))
     keep_flagged = unsupported == "flag"
+    removed = list(draft.removed_links)
 
     def points(text: Claim, passages: Sequence[Passage], doc: str, aspect: str = "") -> list[Point]:
         out = []
-        for sentence, citations, dropped in audit_claims(text, passages):
+        for sentence, citations, dropped in audit_claims(text, passages, removed):
             tally.invented.extend(m for m in dropped if _is_invented(m, len(passages)))
             if not sentence:
                 continue
@@ -109,7 +115,7 @@ def finalize(topic: str, draft: Draft, material: Any, backend: str, unsupported:
         return replace(p, cites=tuple(remap[n] for n in p.cites))
 
     audit = Audit(tally.sentences, tally.cited, tally.dropped, tally.flagged, tuple(tally.dropped_sentences),
-                  tuple(dict.fromkeys(tally.invented)), draft.draft_dropped)
+                  tuple(dict.fromkeys(tally.invented)), draft.draft_dropped, tuple(removed))
     return Briefing(
         topic=topic,
         overview=tuple(renumber(p) for p in overview),

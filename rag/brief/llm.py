@@ -127,7 +127,7 @@ def marker_draft(chain: Any, material: Material) -> Draft:
             "brief_map", topic=material.topic, title=item.title, doc=item.doc, date=item.date or "not stated",
             event=item.event or "not determined", passages=render_passages(item.passages)))
         for line in _bullets(reply):
-            for sentence, citations, dropped in audit_claims(line, item.passages):
+            for sentence, citations, dropped in audit_claims(line, item.passages, draft.removed_links):
                 draft.invented.extend(m for m in dropped if _is_invented(m, len(item.passages)))
                 if not sentence:
                     continue
@@ -251,9 +251,10 @@ def checked(claims: list[tuple[str, list[str]]], numbered: Numbered, max_claims:
     dropped (as `[id]`), a claim whose evidence does not state it left without citations."""
     out = []
     for text, ids in claims[:max_claims]:
-        statements, dropped = statements_of([(text, ids)], numbered, 1)
+        links: list[str] = []
+        statements, dropped = statements_of([(text, ids)], numbered, 1, links)
         cites = number_citations(statements, list(numbered.passages)).citations if statements else ()
-        out.append(Checked(statements[0].text if statements else "", tuple(cites), tuple(dropped)))
+        out.append(Checked(statements[0].text if statements else "", tuple(cites), tuple(dropped), tuple(links)))
     return out
 
 

@@ -69,18 +69,22 @@ class Audit:
     dropped_sentences: tuple[str, ...] = ()
     invented_markers: tuple[str, ...] = ()  # markers naming no passage that was shown, removed
     draft_dropped: int = 0  # LLM mode: map-stage points that failed verification before the reduce
+    removed_links: tuple[str, ...] = ()  # links and images the post-check took out of the model's words
 
     @property
     def summary(self) -> str:
         text = f"support audit: {self.sentences} sentences, {self.cited} cited, {self.dropped} dropped"
         if self.flagged:
             text += f", {self.flagged} flagged"
+        if self.removed_links:
+            n = len(self.removed_links)
+            text += f", {n} link{'s' if n != 1 else ''} removed"
         return text
 
     def to_json(self) -> dict[str, Any]:
         return {"sentences": self.sentences, "cited": self.cited, "dropped": self.dropped, "flagged": self.flagged,
                 "dropped_sentences": list(self.dropped_sentences), "invented_markers": list(self.invented_markers),
-                "draft_dropped": self.draft_dropped}
+                "draft_dropped": self.draft_dropped, "removed_links": list(self.removed_links)}
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ class Checked:
     text: str
     citations: tuple[Citation, ...] = ()
     dropped: tuple[str, ...] = ()
+    removed_links: tuple[str, ...] = ()  # link targets the post-check took out of the model's words
 
 
 Claim = str | Checked  # text with [i] markers into the claim's passages, or a claim checked already
@@ -176,3 +181,4 @@ class Draft:
     disagreements: list[tuple[str, str, list[tuple[Claim, list[Passage], str]]]] = field(default_factory=list)
     invented: list[str] = field(default_factory=list)
     draft_dropped: int = 0
+    removed_links: list[str] = field(default_factory=list)  # taken out before the audit (map stage)

@@ -164,14 +164,14 @@ def backed(claim: str, evidence: Sequence[str]) -> bool:
     return overlap(claim, " ".join(evidence)) >= MIN_SHARED or not claim.strip(" .,;:!?")
 
 
-def statements_of(claims: Sequence[tuple[str, list[str]]], numbered: Numbered, max_claims: int
-                  ) -> tuple[list[Statement], list[str]]:
+def statements_of(claims: Sequence[tuple[str, list[str]]], numbered: Numbered, max_claims: int,
+                  removed_links: list[str] | None = None) -> tuple[list[Statement], list[str]]:
     """Claims -> statements with the picked sentences; ids that name no sentence shown are returned as dropped.
     A claim whose words its evidence does not hold keeps no evidence, so verification flags it."""
     statements, dropped = [], []
     shown = list(numbered.passages)
     for text, ids in claims[:max_claims]:
-        text = " ".join(strip_foreign_links(text, shown).split())
+        text = " ".join(strip_foreign_links(text, shown, removed=removed_links).split())
         picks: list[Pick] = []
         for key in ids:
             pick = numbered.ids.get(key.strip().strip("[]").strip())
