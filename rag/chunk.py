@@ -111,6 +111,15 @@ _LINE_MARKER = re.compile(rf"(^|\n)[ \t]*(>[ \t>]*|{_LIST_MARKER})")
 _LIST_ITEM = re.compile(rf"\s*({_LIST_MARKER})")
 
 
+_SENTENCE_CLOSE = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
+
+
+def ends_as_sentence(text: str) -> bool:
+    """Headings, titles and captions do not end as sentences do: with a full stop, a question or an exclamation mark,
+    perhaps inside a closing quote or bracket."""
+    return bool(_SENTENCE_CLOSE.search(text))
+
+
 def is_list_item(line: str) -> bool:
     return bool(_LIST_ITEM.match(line))
 

@@ -439,10 +439,20 @@ def guess_title(text: str, markdown: bool = False) -> str:
     return first[:120].rsplit(" ", 1)[0] + "…"
 
 
-_MONTHS = {m: i for i, m in enumerate(
+# The calendar's words and a year, for every stage that reads dates (ingest, briefing events and headings).
+MONTHS = {m: i for i, m in enumerate(
     ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
      "november", "december"], start=1)}
-_MONTH = r"(January|February|March|April|May|June|July|August|September|October|November|December)"
+_MONTH = "(" + "|".join(m.title() for m in MONTHS) + ")"
+YEAR = re.compile(r"(?<![\d.,])(1[0-9]{3}|20[0-9]{2})(?!\d|[.,]\d)")  # 1000-2099, not part of "2.2024" or "12024"
+_MONTH_YEAR = re.compile(r"\b(" + "|".join(MONTHS) + r")\b(?:\D{0,8}?\b(\d{4})\b)?", re.I)
+
+
+def month_and_year(text: str) -> tuple[int, int | None, str] | None:
+    """The first month the text names, the year written after it (if any) and the words matched: "May 2023" ->
+    (5, 2023, "May 2023")."""
+    m = _MONTH_YEAR.search(text)
+    return (MONTHS[m.group(1).lower()], int(m.group(2)) if m.group(2) else None, m.group(0)) if m else None
 _DATE_PATTERNS = [
     (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?!\d)"), ("y", "m", "d")),  # also 2024-03-12T10:00Z
     (re.compile(_MONTH + r"\s+(\d{1,2}),?\s+(\d{4})\b"), ("M", "d", "y")),
@@ -464,7 +474,7 @@ def first_date(text: str) -> str | None:
             parts = dict(zip(order, m.groups(), strict=False))
             year = int(parts["y"])
             year += 2000 if year < 100 else 0
-            month = int(parts["m"]) if "m" in parts else _MONTHS[parts["M"].lower()]
+            month = int(parts["m"]) if "m" in parts else MONTHS[parts["M"].lower()]
             iso = _iso(year, month, int(parts["d"]))
             if iso:
                 return iso

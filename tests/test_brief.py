@@ -549,4 +549,5 @@ def test_reduce_parser_reads_sections_and_disagreements() -> None:
 ])
 def test_a_sentence_that_leans_on_the_one_before_ranks_lower(text: str, leans: bool) -> None:
     passage = Passage(doc="a.txt", text=text, start=0, end=len(text), chunk_id="a.txt:0")
-    assert (dangling_penalty(B.Candidate("a.txt", 0, len(text), text, passage, np.zeros(3))) > 0) is leans
+    candidate = B.Candidate("a.txt", 0, len(text), text, passage, np.zeros(3), annotation=annotate([text])[0])
+    assert (dangling_penalty(candidate) > 0) is leans

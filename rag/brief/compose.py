@@ -14,7 +14,6 @@ from rag.brief.gather import BARS, Candidate, Material, dangling_penalty
 from rag.brief.headings import heading
 from rag.brief.model import Draft, Event
 from rag.cite import attach_marker, overlap
-from rag.sentences import points_back
 from rag.types import Passage
 
 # Two groups of points merge while the mean likeness (embedding cosine) of their sentences is at least this:
@@ -103,7 +102,7 @@ def extractive_draft(material: Material, embedder: Any = None, per_event: int = 
 
     chosen: list[Candidate] = []
     for ei in range(n_events):
-        standing = [c for c in pool if event(c) == ei and not points_back(c.text)]
+        standing = [c for c in pool if event(c) == ei and not c.annotation.leans_back]
         ranked = sorted(standing, key=lambda c: (-_overview_score(c), c.doc, c.start))
         for c in pick(ranked, chosen, 1 if n_events > 1 else 2):
             chosen.append(c)

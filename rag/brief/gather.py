@@ -20,9 +20,9 @@ from rag.chunk import as_prose, sentence_spans
 from rag.cite import content_words, overlap
 from rag.embed import embed_cached
 from rag.events import group_events
-from rag.ingest import first_date
+from rag.ingest import YEAR, first_date, month_and_year
 from rag.retrieve import document_texts
-from rag.sentences import Annotation, annotate, is_statement, points_back
+from rag.sentences import Annotation, annotate, is_statement
 from rag.types import Passage
 
 # Relevance of a sentence to the topic: W_MEANING * cosine of their embeddings + W_WORDS * share of the topic's
@@ -176,7 +176,7 @@ def candidates(passages: Sequence[Passage], topic: str, topic_vector: np.ndarray
 
 def dangling_penalty(c: Candidate) -> float:
     """A sentence that leans on the one before ("This ...", "They ...", '"...," she said') reads badly alone."""
-    return 0.06 if points_back(c.text) else 0.0
+    return 0.06 if c.annotation.leans_back else 0.0
 
 
 def score(pool: Sequence[Candidate], event_of: Mapping[str, int]) -> None:
@@ -195,31 +195,24 @@ def score(pool: Sequence[Candidate], event_of: Mapping[str, int]) -> None:
 
 # -- events -------------------------------------------------------------------------------------------------------
 
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december")
-_MONTH_YEAR = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b(?:\D{0,8}?\b(\d{4})\b)?", re.I)
-_YEAR = re.compile(r"(?<![\d.,])(1[0-9]{3}|20[0-9]{2})(?!\d|[.,]\d)")
-
-
 def stated_day(date_texts: Sequence[str], default_year: int | None) -> str | None:
     """The calendar day (or month: its first day) a DATE entity names most often: "March 12" in an article of 2024
     -> "2024-03-12"; "May 2023" -> "2023-05-01". Weekdays, "days before" and bare years tell no month: None."""
     days: Counter[str] = Counter()
     for text in date_texts:
         full = first_date(text)
-        month = _MONTH_YEAR.search(text)
-        year = int(month.group(2)) if month and month.group(2) else default_year
+        month = month_and_year(text)
+        year = month[1] if month and month[1] else default_year
         if full:
             days[full] += 1
         elif month and year:
-            day = re.search(r"\b(\d{1,2})(?:st|nd|rd|th)?\b", text.replace(month.group(0), " "))
-            number = _MONTHS.index(month.group(1).lower()) + 1
-            days[f"{year:04d}-{number:02d}-{int(day.group(1)) if day else 1:02d}"] += 1
+            day = re.search(r"\b(\d{1,2})(?:st|nd|rd|th)?\b", text.replace(month[2], " "))
+            days[f"{year:04d}-{month[0]:02d}-{int(day.group(1)) if day else 1:02d}"] += 1
     return min(days, key=lambda d: (-days[d], d)) if days else None
 
 
 def common_year(text: str) -> int | None:
-    years = Counter(int(y) for y in _YEAR.findall(text))
+    years = Counter(int(y) for y in YEAR.findall(text))
     return min(years, key=lambda y: (-years[y], y)) if years else None
 
 

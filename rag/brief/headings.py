@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from rag.cite import stem
+from rag.ingest import MONTHS, YEAR
 from rag.sentences import Annotation
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -50,14 +51,12 @@ def _phrase(group: Sequence[Annotation], others: Sequence[Sequence[Annotation]],
     return " ".join(_MARKUP.sub("", form).split())
 
 
-_MONTHS = frozenset("january february march april may june july august september october november december".split())
-_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 
 
 def names_a_time(date: str) -> bool:
     """A date worth a heading names a point in the calendar: a month or a year ("March 12", "April 2006"), not a
     weekday, a bare day ("14") or a span ("43 years")."""
-    return bool(_YEAR.search(date)) or bool(words(date) & _MONTHS)
+    return bool(YEAR.search(date)) or bool(words(date) & MONTHS.keys())
 
 
 def _stems(text: str) -> set[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.chunk import sentence_spans
+from rag.chunk import ends_as_sentence, sentence_spans
 from rag.cite import content_stems, content_words, stem
 from rag.language import Entity
 from rag.types import Passage
@@ -101,11 +101,6 @@ def _share_named(names: Sequence[str], text: str) -> float:
     return sum(n in low for n in names) / len(names)
 
 
-def _ends_as_sentence(text: str) -> float:
-    """Headings, titles and captions do not end as sentences do."""
-    return 1.0 if re.search(r"[.!?…][\"'”’)\]]*\s*$", text) else 0.0
-
-
 def featurize(q: Question, found: Sequence[Sentence], cosines: np.ndarray, passages: Sequence[Passage],
               idf: Callable[[str], float], sentence_entities: Sequence[Sequence[Entity]]) -> np.ndarray:
     """One row of FEATURES per sentence."""
@@ -133,7 +128,7 @@ def featurize(q: Question, found: Sequence[Sentence], cosines: np.ndarray, passa
             1.0 if not rarest or stem(rarest) in content_stems(f"{s.before} {s.text}") else 0.0,
             (1.0 if matches else -1.0) * typed, typed, 1.0 if new else 0.0,
             _share_named(q.names, f"{s.before} {s.text}"), _share_named(q.names, passages[s.passage - 1].text),
-            novelty, 1.0 / s.passage, _ends_as_sentence(s.text), min(math.log1p(len(words)) / 4, 1.0),
+            novelty, 1.0 / s.passage, float(ends_as_sentence(s.text)), min(math.log1p(len(words)) / 4, 1.0),
         ])
     return np.array(rows, dtype=np.float64).reshape(len(found), len(FEATURES))
 
