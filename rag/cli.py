@@ -380,7 +380,9 @@ def eval_(
         raise fail(f"--tolerance must be a number from 0 to 1, not {tolerance}")
     if check and update_baseline:  # accepting new figures and testing them against the old ones contradict
         raise fail("--check and --update-baseline exclude each other: check first, then update deliberately")
-    if split not in ("dev", "test", "all"):
+    from rag.evalsets import SPLITS
+
+    if split not in SPLITS:
         raise fail(f"--split must be dev, test or all, not {split!r}")
     for path, what in ((junit_xml, "the JUnit report"), (baseline if update_baseline else None, "the baseline"),
                        (record, "the response cache")):

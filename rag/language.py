@@ -47,17 +47,12 @@ def entities(text: str) -> tuple[Entity, ...]:
     return tuple(Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents)
 
 
-@dataclass(frozen=True)
-class Token:
-    text: str
-    tag: str  # Penn Treebank tag: NNP a proper noun, CD a number, WP a wh-pronoun, ...
-    dep: str  # dependency label
-    head: int  # index of the head token
-
-
 @lru_cache(maxsize=4096)
-def parse(text: str) -> tuple[tuple[Token, ...], tuple[Entity, ...]]:
-    """Tokens (with tags and the dependency tree) and entities of a short text, such as a question."""
-    doc = pipeline()(text)
-    tokens = tuple(Token(t.text, t.tag_, t.dep_, t.head.i) for t in doc)
-    return tokens, tuple(Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents)
+def proper_nouns_and_entities(text: str) -> tuple[tuple[str, ...], tuple[Entity, ...]]:
+    """The proper nouns (by the tagger) and the entities of a short text, such as a question; the parser is not
+    needed for either."""
+    nlp = pipeline()
+    with nlp.select_pipes(enable=["tok2vec", "tagger", "ner"]):
+        doc = nlp(text)
+    proper = tuple(t.text for t in doc if t.tag_ in ("NNP", "NNPS"))
+    return proper, tuple(Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents)

@@ -39,7 +39,6 @@ class Annotation:
     figures: tuple[tuple[str, str], ...] = ()  # (unit: what the figure counts or its currency, figure in digits)
     nouns: frozenset[str] = frozenset()  # lemmas of nouns and proper nouns
     negated: tuple[str, ...] = ()  # lemmas of what is negated or denied ("was not repelled" -> "repel")
-    lemmas: frozenset[str] = frozenset()  # lemmas of the content words (nouns, verbs, adjectives)
     asserted: frozenset[str] = frozenset()  # lemmas of the verbs heading a clause it asserts (not negated, no "if")
     speakers: tuple[str, ...] = ()  # who the sentence attributes its claim to ("Kyiv said ...")
     denied: tuple[str, ...] = ()  # the names a negated or denied clause speaks of ("not orchestrated by Ukraine")
@@ -78,7 +77,6 @@ def _annotation(doc: Any) -> Annotation:
         negative=bool(_negations(doc)),
         negated_about=frozenset(t.lemma_.lower() for h in _negations(doc) for c in h.children
                                 if c.dep_ in _DOER | _OBJECT for t in c.subtree if t.pos_ in ("NOUN", "PROPN")),
-        lemmas=frozenset(t.lemma_.lower() for t in doc if t.pos_ in ("NOUN", "PROPN", "VERB", "ADJ")),
         speakers=_speakers(doc),
         asserted=_asserted(doc),
         leans_back=_leans_back(doc),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rag.chunk import count_tokens
@@ -21,10 +22,16 @@ def pack(passages: Sequence[Passage], budget_tokens: int) -> list[Passage]:
     return packed
 
 
+_FENCE_TAG = re.compile(r"<(?=/?passage)", re.I)
+
+
+def fenced(n: int, title: str, body: str) -> str:
+    """Passage n fenced for a prompt: the fence tells the model where data starts and ends, so neither the text nor
+    the title can close or open one ("</passage>" in the text is escaped, a quote in the title replaced)."""
+    title = " ".join(title.split()).replace('"', "'")
+    return f'<passage n="{n}" title="{_FENCE_TAG.sub("&lt;", title)}">\n{_FENCE_TAG.sub("&lt;", body)}\n</passage>'
+
+
 def render_passages(passages: Sequence[Passage]) -> str:
-    """Fenced, numbered passages: the fence tells the model where data starts and ends."""
-    blocks = []
-    for n, p in enumerate(passages, start=1):
-        text = p.text.replace("<passage", "&lt;passage").replace("</passage", "&lt;/passage")
-        blocks.append(f'<passage n="{n}" title="{p.title}">\n{text}\n</passage>')
-    return "\n\n".join(blocks)
+    """Fenced, numbered passages."""
+    return "\n\n".join(fenced(n, p.title, p.text) for n, p in enumerate(passages, start=1))

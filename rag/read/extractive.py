@@ -24,7 +24,7 @@ import numpy as np
 from rag.chunk import as_prose
 from rag.cite import content_words
 from rag.embed import Embedder, embed_cached
-from rag.language import entities, parse
+from rag.language import entities, proper_nouns_and_entities
 from rag.read import Reading
 from rag.read.features import FEATURES, Question, Sentence, answer_labels, entities_in, featurize, question_names
 from rag.read.features import sentences as passage_sentences
@@ -69,8 +69,7 @@ def fitted_weights() -> Weights:
 
 
 def analyse(question: str) -> Question:
-    tokens, found = parse(question)
-    proper = [t.text for t in tokens if t.tag in ("NNP", "NNPS")]
+    proper, found = proper_nouns_and_entities(question)
     return Question(question, tuple(content_words(question)), answer_labels(question), question_names(found, proper))
 
 

@@ -26,6 +26,7 @@ from rag.cite import overlap, strip_foreign_links
 from rag.config import AnswerSettings
 from rag.prompts import load_prompt
 from rag.read import Reading
+from rag.read.context import fenced
 from rag.read.markers import MarkerReader
 from rag.types import Passage, Pick, Statement
 
@@ -47,7 +48,6 @@ SCHEMA: dict[str, Any] = {
 # of claims keep their gold evidence and 7.7% pass with another item's evidence (0.1: 100% and 27.9%; 0.3: 93.6%
 # and 3.0%). Below it the claim is not what the cited sentences say.
 MIN_SHARED = 0.2
-FENCE = re.compile(r"</?passage", re.I)
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,8 @@ def number_passage(n: int, passage: Passage, limit: int | None = None) -> tuple[
     for i, (start, end) in enumerate(sentence_spans(passage.text)[:limit], start=1):
         key = f"{n}.{i}"
         ids[key] = Pick(n, start, end)
-        sentence = FENCE.sub(lambda m: m.group(0).replace("<", "&lt;"), " ".join(passage.text[start:end].split()))
-        lines.append(f"[{key}] {sentence}")
-    title = " ".join(passage.title.split()).replace('"', "'")
-    return f'<passage n="{n}" title="{title}">\n' + "\n".join(lines) + "\n</passage>", ids
+        lines.append(f"[{key}] {' '.join(passage.text[start:end].split())}")
+    return fenced(n, passage.title, "\n".join(lines)), ids
 
 
 def number_passages(passages: Sequence[Passage], budget_tokens: int) -> Numbered:
