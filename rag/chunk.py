@@ -230,3 +230,8 @@ def _make_chunk(doc: str, text: str, start: int, end: int, index: int, seen: dic
     seen[digest] = seen.get(digest, 0) + 1
     suffix = "" if seen[digest] == 1 else f"-{seen[digest]}"
     return Chunk(id=f"{doc}#{digest}{suffix}", doc=doc, start=start, end=end, text=body, index=index)
+
+
+def doc_of(chunk_id: str) -> str:
+    """The document a chunk id names: ids are "<doc>#<hash>" (`chunk_text`)."""
+    return chunk_id.rsplit("#", 1)[0]

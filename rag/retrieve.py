@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (Chroma) + BM25 (bm25s) fused with reciprocal-rank fusion, optional MMR, doc filters."""
+"""Hybrid retrieval: dense (Chroma) + BM25 (rag.lexical) fused by reciprocal-rank fusion, optional MMR, doc filters."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 
+from rag.chunk import doc_of
 from rag.config import RetrieveSettings
 from rag.embed import Embedder
 from rag.lexical import LexicalIndex
@@ -47,10 +48,6 @@ def mmr(query: np.ndarray, candidates: np.ndarray, k: int, lam: float) -> list[i
         score[chosen] = -np.inf
         chosen.append(int(np.argmax(score)))
     return chosen
-
-
-def doc_of(chunk_id: str) -> str:
-    return chunk_id.rsplit("#", 1)[0]  # chunk ids are "<doc>#<hash>" (rag.chunk)
 
 
 class Retriever:

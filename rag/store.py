@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import numpy as np
 from filelock import FileLock, Timeout
 
+from rag.chunk import doc_of
 from rag.config import Settings
 from rag.lexical import LexicalIndex
 from rag.server_lock import renew_server_lock, server_lock_held, server_write_lock
@@ -142,9 +143,9 @@ class Store:
         return {d: int((m or {}).get("gen", 0)) for d, m in rows if d != PENDING}
 
     @server_errors
-    def fingerprint(self) -> str:
+    def fingerprint(self, generations: dict[str, int] | None = None) -> str:
         """Names the committed state: every document and its generation. Any other client's commit changes it."""
-        state = sorted(self.generations().items())
+        state = sorted((self.generations() if generations is None else generations).items())
         return hashlib.sha1(json.dumps([self.embedder_name(), state]).encode()).hexdigest()
 
     # -- reads: only chunks of committed generations are ever returned ---------------------------------
@@ -218,22 +219,42 @@ class Store:
 
     @server_errors
     def lexical_index(self) -> LexicalIndex:
-        """The saved BM25 index, rebuilt when it no longer names the store's committed state (another client
-        committed, or an ingest was interrupted after its commit)."""
-        fingerprint = self.fingerprint()
+        """The saved BM25 index, brought up to date when it no longer names the store's committed state (another
+        client committed, or an ingest was interrupted after its commit)."""
         index = LexicalIndex.load(self.lexical_path)
-        if index is None or index.fingerprint != fingerprint:
-            index = self.rebuild_lexical_index(fingerprint)
+        if index is None or index.fingerprint != self.fingerprint():
+            index = self.update_lexical_index(index)
         return index
 
     @server_errors
-    def rebuild_lexical_index(self, fingerprint: str | None = None) -> LexicalIndex:
-        fingerprint = fingerprint or self.fingerprint()
+    def update_lexical_index(self, index: LexicalIndex | None = None) -> LexicalIndex:
+        """Bring the saved index (or `index`) to the committed state: the rows of each document whose generation
+        changed are replaced by its committed chunks, and only those are read and tokenized. Without a saved
+        index, or one of another embedder's store, every chunk is read."""
+        index = index or LexicalIndex.load(self.lexical_path)
+        if index is None or not index.generations:
+            return self.rebuild_lexical_index()
+        generations = self.generations()
+        fingerprint = self.fingerprint(generations)
+        if index.fingerprint == fingerprint:
+            return index
+        changed = {d for d in set(generations) | set(index.generations)
+                   if generations.get(d) != index.generations.get(d)}
+        dropped = [i for i in index.ids if doc_of(i) in changed]
+        fresh = [p for part in _parts(sorted(changed & set(generations)), 500) for p in self.doc_passages(part)]
+        index = index.updated(dropped, [p.chunk_id for p in fresh], [p.text for p in fresh], fingerprint, generations)
+        index.save(self.lexical_path)
+        return index
+
+    @server_errors
+    def rebuild_lexical_index(self) -> LexicalIndex:
+        """A new index of every committed chunk."""
+        generations = self.generations()
         ids, texts = [], []
         for chunk_id, text, _ in self.all_chunks(committed=True):
             ids.append(chunk_id)
             texts.append(text)
-        index = LexicalIndex.build(ids, texts, fingerprint)
+        index = LexicalIndex.build(ids, texts, self.fingerprint(generations), generations)
         index.save(self.lexical_path)
         return index
 
@@ -283,6 +304,11 @@ def passage_from(chunk_id: str, text: str, meta: dict[str, Any], score: float = 
 # generation that is committed. Chunks written by a sync that has not committed (killed, Ctrl-C) are seen by
 # nobody, and an update's old chunks stay in view until the record commits the new ones.
 FOREVER = 1 << 40
+
+
+def _parts(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def visible(meta: dict[str, Any], generations: dict[str, int]) -> bool:

@@ -139,7 +139,7 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
         if prune:
             _prune(store, scan, known, chunks_col, report)
         if plans or report.removed or store.saved_fingerprint() != store.fingerprint():
-            store.rebuild_lexical_index()
+            store.update_lexical_index()
         report.chunks = chunks_col.count()
     return report
 

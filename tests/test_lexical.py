@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+
+import pytest
 
 from rag.lexical import LexicalIndex, tokenize
 
@@ -64,3 +67,60 @@ def _save_many(folder: Path, n: int) -> None:
     for i in range(15):
         LexicalIndex.build(["a", "b", "c"], TEXTS, f"writer-{n}-{i}").save(folder)
         assert LexicalIndex.load(folder) is not None
+
+
+def _corpus(n: int = 300) -> tuple[list[str], list[str]]:
+    rng = random.Random(7)
+    vocab = ("alpha beta tank tanks fight fought city cities report governor election river bridge "
+             "the of and").split()
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 25))) for _ in range(n)]
+    return [f"doc{i % 29}.txt#{i}" for i in range(n)], texts
+
+
+def test_scores_are_bm25s_lucene_scores() -> None:
+    """Term counts scored at query time give the scores bm25s precomputes (its Lucene variant, k1 1.5, b 0.75)."""
+    import bm25s
+
+    ids, texts = _corpus()
+    reference = bm25s.BM25()
+    reference.index([tokenize(t) or ["\u2205"] for t in texts], show_progress=False)
+    index = LexicalIndex.build(ids, texts)
+    for query in ["tank governor", "fought the cities", "election river bridge alpha", "tanks tanks"]:
+        terms = [t for t in tokenize(query) if t in reference.vocab_dict]
+        docs, scores = reference.retrieve([terms], k=len(ids), show_progress=False)
+        expected = {ids[int(i)]: float(s) for i, s in zip(docs[0], scores[0], strict=True) if s > 0}
+        got = dict(index.search(query, k=len(ids)))
+        assert got.keys() == expected.keys()
+        assert max(abs(got[i] - expected[i]) for i in got) < 1e-4
+
+
+def test_an_update_equals_a_build_of_the_corpus_as_it_now_is() -> None:
+    ids, texts = _corpus()
+    before = LexicalIndex.build(ids[:200], texts[:200])
+    # doc3 is edited (its chunks dropped and written anew, one of them with other words), the rest is added
+    edited = [i for i in range(200) if ids[i].startswith("doc3.txt#")]
+    texts[edited[0]] = "a new sentence about the governor of the city"
+    dropped = [ids[i] for i in edited]
+    after = before.updated(dropped, [ids[i] for i in edited] + ids[200:],
+                           [texts[i] for i in edited] + texts[200:], "new")
+    full = LexicalIndex.build(ids, texts)
+    assert sorted(after.ids) == sorted(full.ids)
+    for query in ["tank governor", "new sentence city", "fought"]:
+        got, expected = dict(after.search(query, k=len(ids))), dict(full.search(query, k=len(ids)))
+        assert got.keys() == expected.keys() and got == pytest.approx(expected)
+    for word in ["tanks", "governor", "sentence", "zeppelin"]:
+        assert after.idf(word) == pytest.approx(full.idf(word))
+    # a document removed leaves nothing of itself: not its words, not its rows
+    gone = after.updated([i for i in after.ids if i.startswith("doc3.txt#")], [], [], "gone")
+    assert not any(i.startswith("doc3.txt#") for i in gone.ids)
+    assert not gone.knows("sentence") and gone.idf("sentence") == gone.idf("zeppelin")
+    assert [i for i, _ in gone.search("new sentence", k=5)] == []
+
+
+def test_a_saved_update_loads_as_it_was(tmp_path: Path) -> None:
+    ids, texts = _corpus(50)
+    index = LexicalIndex.build(ids[:40], texts[:40], "one", {"doc1.txt": 1})
+    index.updated([], ids[40:], texts[40:], "two", {"doc1.txt": 2}).save(tmp_path)
+    loaded = LexicalIndex.load(tmp_path)
+    assert loaded is not None and loaded.fingerprint == "two" and loaded.generations == {"doc1.txt": 2}
+    assert loaded.search("governor city", k=50) == LexicalIndex.build(ids, texts).search("governor city", k=50)

@@ -708,3 +708,29 @@ def test_ingest_into_a_log_says_how_far_it_got(seed_corpus: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     total = int(re.search(r"embedded (\d+) chunks", result.stdout).group(1))
     assert total > 0 and f"embedding chunks: {total}/{total}" in result.stderr.splitlines()
+
+
+def test_an_edit_updates_the_lexical_index_with_that_document_alone(seed_corpus: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.chunk import doc_of
+    from rag.lexical import LexicalIndex
+
+    home = tmp_path / "home"
+    ingest(home, seed_corpus)
+    updates: list[tuple[list[str], list[str]]] = []
+    update = LexicalIndex.updated
+
+    def recorded(self: LexicalIndex, dropped: Any, ids: Any, texts: Any, *args: Any) -> LexicalIndex:
+        updates.append((list(dropped), list(ids)))
+        return update(self, dropped, ids, texts, *args)
+
+    monkeypatch.setattr(LexicalIndex, "updated", recorded)
+    monkeypatch.setattr(LexicalIndex, "build", None)  # a rebuild from every chunk would fail here
+    path = seed_corpus / EDITED
+    path.write_text(path.read_text() + "\n\nA closing sentence about a riverboat regatta.\n")
+    ingest(home, seed_corpus)
+    [(dropped, added)] = updates
+    assert {doc_of(i) for i in dropped} == {doc_of(i) for i in added} == {EDITED}
+    index = Store(Settings(home=home, chroma_url=None)).lexical_index()
+    assert sorted(index.ids) == sorted(stored(home))
+    assert [doc_of(i) for i, _ in index.search("riverboat regatta", k=3)] == [EDITED]
