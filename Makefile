@@ -61,6 +61,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/query.py
 	$(PY) bench/repl.py
+	$(PY) bench/mcp_latency.py
 
 lint: install
 	$(VENV)/bin/ruff check rag tests bench
