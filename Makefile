@@ -62,6 +62,7 @@ bench: install
 	$(PY) bench/query.py
 	$(PY) bench/repl.py
 	$(PY) bench/lexical_update.py
+	$(PY) bench/mcp_latency.py
 
 lint: install
 	$(VENV)/bin/ruff check rag tests bench

@@ -1,4 +1,4 @@
-"""The `rag` command: ingest, ask, repl, brief, eval. Exit 0 on success, 1 on a failed check, 2 on bad input."""
+"""The `rag` command: ingest, ask, repl, brief, eval, mcp. Exit 0 on success, 1 on a failed check, 2 on bad input."""
 
 from __future__ import annotations
 
@@ -400,6 +400,31 @@ def eval_(
         return
     eval_file(gold, as_json, check, update_baseline, baseline, base, tolerance, backend, k, repeat, record, replay,
                junit_xml)
+
+
+@app.command()
+def mcp(backend: BackendOption = None) -> None:
+    """Serve the store to an MCP client over stdio: tools ask, search and get_document, resources
+    rag://documents and rag://documents/{id}. The client starts this command itself and speaks JSON-RPC on its
+    stdin and stdout; logs go to stderr. The store and models load once, before serving. A client's config:
+
+    \b
+    {"mcpServers": {"rag": {"command": "/path/to/.venv/bin/rag",
+                            "args": ["--home", "/path/to/.rag", "mcp"]}}}
+    """
+    from rag.mcp_server import load_service, serve
+    from rag.service import ServiceError
+
+    s = settings()
+    if not store_exists(s):  # before serving: a client shows this line from stderr and the exit status 2
+        raise fail(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
+    try:
+        with model_errors():
+            service = load_service(s, backend)
+    except ServiceError as e:
+        raise fail(str(e)) from None
+    err.print(f"rag mcp: serving {plural(len(service.documents()), 'document')} from {s.home} on stdio")
+    serve(service)
 
 
 def _stream_to(console: Console):  # type: ignore[no-untyped-def]

@@ -35,6 +35,13 @@ class Service:
         self.chain(self.default_backend)
         return self
 
+    def warm_up(self) -> Service:
+        """Load what the first request would: the embedding model and indexes, and for the offline reader its
+        language pipeline (by answering a throwaway question; a model server is never called for it)."""
+        chain = self.chain(self.default_backend)
+        _model_call(lambda: chain.ask("warm-up") if chain.backend == "extractive" else chain.retrieve("warm-up"))
+        return self
+
     @property
     def retriever(self) -> Any:
         with self._lock:
@@ -113,7 +120,10 @@ class Service:
     def _docs(self, patterns: Sequence[str] | None) -> list[str] | None:
         if not patterns:
             return None
-        docs = self.retriever.resolve_docs(list(patterns))
+        try:
+            docs = self.retriever.resolve_docs(list(patterns))
+        except ValueError as e:  # a pattern no stored document matches: the message names some that exist
+            raise ServiceError(str(e), status=404) from None
         if not docs:
             raise ServiceError(f"no stored document matches {', '.join(patterns)}", status=404)
         return docs
