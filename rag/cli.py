@@ -143,41 +143,21 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
 ) -> None:
     """Load, chunk, embed and store articles. Unchanged files are skipped, changed ones replaced, removed pruned."""
-    from rag.embed import make_embedder
-    from rag.ingest import scan, why_missing
+    from rag.ingest_run import NothingToIngest, ingest_paths
     from rag.llm import ModelError
-    from rag.store import Store, StoreError, file_hashes, sync, under_roots
+    from rag.store import StoreError
 
     s = settings()
-    missing = [p for p in paths if not p.exists()]
-    if len(missing) == len(paths) and not store_exists(s):  # a mistyped path: no store is made for nothing
-        raise fail("nothing to ingest: " + "; ".join(f"{p}: {why_missing(p)}" for p in missing))
     try:
-        store = Store(s)
-        records = store.documents()  # read once: what scan may pass over, and what a skip leaves in place
-        stored_ids = {str(r.get("source")): doc_id for doc_id, r in records.items()}  # source path -> doc id
-        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=file_hashes(records, s), store=s.home,
-                     stored_ids=stored_ids)
-        nothing_found = not found.documents and not found.unchanged
-        prune = s.ingest.prune and not keep_removed
-        held = set(stored_ids)  # the source paths the store holds
-        # A deleted file named again is pruned, as a deleted file of a folder is: it is not "skipped".
-        removing = set(found.gone) & held if prune else set()
-        skips = [k for k in found.skipped if os.path.abspath(k.path) not in removing]
-        say_skipped(skips, held)
-        # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and (removing or (not skips and any(under_roots(r.get("root"), found.roots)
-                                                            for r in records.values())))
-        if nothing_found and not emptied:
-            raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with progress("embedding chunks") as advance:
-            report = sync(store, found, s, make_embedder(s.embed), prune=prune, progress=advance)
-    except (StoreError, ModelError) as e:  # a failed embedder stops before any document's record is written
+            run = ingest_paths(s, paths, keep_removed, progress=advance, on_skipped=say_skipped)
+    except (NothingToIngest, StoreError, ModelError) as e:  # a failed embedder stops before any record is written
         raise fail(str(e)) from None
     except KeyboardInterrupt:  # sync writes a document's record last: what the store held before is all there
         raise fail("interrupted: the store still holds every document it held before; run `rag ingest` again to "
                    "finish", 130) from None
-    say_skipped([k for k in report.skipped if k not in skips], set())  # found only when compared with the store
+    report = run.report
+    say_skipped(run.skipped_after, set())  # found only when compared with the store
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
@@ -186,7 +166,7 @@ def ingest(
         out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
                   f"removed {len(report.removed)}, skipped {len(report.skipped)}{ignored}; "
                   f"embedded {plural(report.embedded, 'chunk')}; store holds {plural(report.chunks, 'chunk')} in "
-                  f"{one_line(str(store.where))}")
+                  f"{one_line(run.where)}")
     if report.skipped:  # bad input: a script or CI job must notice, though the good files are stored
         n = len(report.skipped)
         raise fail(f"{n} file{'s' if n > 1 else ''} skipped (named above); every other file is stored")

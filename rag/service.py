@@ -29,6 +29,7 @@ class Service:
         self._chains: dict[str, Any] = {}
         self._retriever: Any = None
         self._lock = threading.Lock()  # the first requests race to load; one loads, the others wait
+        self._ingest_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self) -> Service:
@@ -109,6 +110,25 @@ class Service:
             lo, hi = 0, len(text)
         return {"id": doc_id, "title": record.get("title", ""), "date": record.get("date") or None,
                 "source": record.get("source", ""), "start": lo, "end": hi, "text": text}
+
+    def ingest(self, paths: Sequence[str], keep_removed: bool = False) -> dict[str, Any]:
+        """`rag ingest --json` (the same run), then the indexes reload for the next request; one ingest at a
+        time, while requests already running finish on the indexes they began with."""
+        from pathlib import Path
+
+        from rag.ingest_run import NothingToIngest, ingest_paths
+
+        def run_ingest() -> Any:
+            try:
+                return ingest_paths(self.settings, [Path(p) for p in paths], keep_removed)
+            except NothingToIngest as e:  # before _model_call takes it for any ValueError
+                raise ServiceError(str(e), status=422) from None
+
+        with self._ingest_lock:
+            run = _model_call(run_ingest)
+            with self._lock:
+                self._retriever, self._chains = None, {}
+        return run.report.to_json()
 
     def _docs(self, patterns: Sequence[str] | None) -> list[str] | None:
         if not patterns:
