@@ -23,6 +23,7 @@ from rag.terminal import LiteralConsole, literal, one_line, plural
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `rag --help` stays fast
     from rag.ingest import Skip
+    from rag.types import Answer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
@@ -232,19 +233,62 @@ def ask(
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
 ) -> None:
     """Answer a question from the ingested articles; every sentence cites the source passage behind it."""
-    from rag.render import print_answer, print_passages
-
     if not question.strip():
         raise fail("the question is empty")
     s = settings()
+    if s.server_url:  # a running `rag serve` answers: nothing heavy is loaded here
+        _ask_server(s, question, as_json, backend, k, doc, show_passages)
+        return
     chain = load_chain(s, backend)
-    stream = None if as_json or chain.backend == "extractive" or not out.is_terminal else _stream_to(err)
+    echo = TokenEcho(err) if not as_json and chain.backend != "extractive" and out.is_terminal else None
     with model_errors():
-        answer = chain.ask(question, k=k, docs=doc, on_token=stream)
+        answer = chain.ask(question, k=k, docs=doc, on_token=echo)
     if as_json:
         out.print_json(json.dumps(answer.to_json(with_passages=show_passages)))
         return
-    if stream:
+    _print_answer(answer, show_passages, echo)
+
+
+def _ask_server(s: Settings, question: str, as_json: bool, backend: str | None, k: int | None,
+                doc: list[str] | None, show_passages: bool) -> None:
+    """`rag ask` through the server at RAG_SERVER_URL, printed as a local answer is."""
+    from rag.serve.client import ServerError, answer_of
+    from rag.serve.client import ask as ask_server
+
+    url = str(s.server_url)
+    token = s.serve.token.get_secret_value() if s.serve.token else None
+    echo = TokenEcho(err) if not as_json and out.is_terminal else None
+    # the passages always come: the summary line counts them, as a local answer's does
+    body = {"question": question, "k": k, "docs": doc, "backend": backend, "with_passages": True}
+    try:
+        obj = ask_server(url, body, token, on_token=echo)
+    except ServerError as e:
+        raise fail(str(e)) from None
+    err.print(Text(f"answered by the server at {url}", style="dim"))
+    if as_json:
+        if not show_passages:
+            obj.pop("passages", None)
+        out.print_json(json.dumps(obj))
+        return
+    _print_answer(answer_of(obj), show_passages, echo)
+
+
+class TokenEcho:
+    """Prints a streaming model's tokens to the console as they come; remembers whether any came."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.printed = False
+
+    def __call__(self, token: str) -> None:
+        self.console.print(token, end="", markup=False, style="dim")
+        self.printed = True
+
+
+def _print_answer(answer: Answer, show_passages: bool, echo: TokenEcho | None) -> None:
+    from rag.render import print_answer, print_passages
+
+    if echo and echo.printed:
         err.print()
     print_answer(out, answer)
     if show_passages:
@@ -322,6 +366,27 @@ def brief(
     err.print(briefing.audit.summary + (f"; wrote {output}" if output else ""))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(metavar="HOST", help="address to listen on; anything but loopback needs "
+                                      "RAG_SERVE__TOKEN")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, metavar="PORT", help="port (0: any free one)")] = 8765,
+    backend: BackendOption = None,
+) -> None:
+    """Serve the HTTP JSON API (/v1/ask, /v1/search, /v1/brief, /v1/documents, /v1/ingest) and the web page; the
+    store and the models load once. Ctrl-C stops it."""
+    from rag.serve.run import CannotServe, check_bind, serve
+
+    s = settings()
+    try:
+        check_bind(host, s.serve.token is not None)  # before the store is even looked at
+        if not store_exists(s):
+            raise CannotServe(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
+        serve(s, host, port, backend, say=lambda line: err.print(Text(line, style="dim")))
+    except CannotServe as e:
+        raise fail(str(e)) from None
+
+
 @app.command("eval")
 def eval_(
     gold: Annotated[Path, typer.Option(metavar="PATH", help="a gold set (JSONL) scored against the store, or a folder "
@@ -380,13 +445,6 @@ def eval_(
         return
     eval_file(gold, as_json, check, update_baseline, baseline, base, tolerance, backend, k, repeat, record, replay,
                junit_xml)
-
-
-def _stream_to(console: Console):  # type: ignore[no-untyped-def]
-    def on_token(token: str) -> None:
-        console.print(token, end="", markup=False, style="dim")
-
-    return on_token
 
 
 def main() -> None:

@@ -7,11 +7,13 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.config import Settings
-from rag.ingest import Skip, scan, why_missing
-from rag.store import Store, SyncReport, file_hashes, sync, under_roots  # rag.store first: it imports rag.sync
-from rag.sync import Progress
+
+if TYPE_CHECKING:
+    from rag.ingest import Skip
+    from rag.sync import Progress, SyncReport
 
 
 class NothingToIngest(ValueError):
@@ -37,6 +39,8 @@ def ingest_paths(settings: Settings, paths: Sequence[Path], keep_removed: bool =
     embedding starts. NothingToIngest for a run with nothing to read; StoreError and ModelError as sync raises
     them (a failed embedder stops before any document's record is written)."""
     from rag.embed import make_embedder
+    from rag.ingest import scan, why_missing
+    from rag.store import Store, file_hashes, sync, under_roots  # looked up when called: rag.store.sync is patched
 
     paths = list(paths)
     missing = [p for p in paths if not p.exists()]

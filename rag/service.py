@@ -33,7 +33,16 @@ class Service:
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self) -> Service:
-        self.chain(self.default_backend)
+        """The store, the embedding model, the indexes and the language model, now rather than at the first
+        request (which would pay seconds for them, and several first requests would each start loading)."""
+        from rag.language import LanguageModelMissing, pipeline
+
+        chain = self.chain(self.default_backend)
+        _model_call(lambda: chain.retrieve("warm-up"))
+        try:
+            pipeline()
+        except LanguageModelMissing as e:
+            raise ServiceError(str(e), status=503) from None
         return self
 
     @property
@@ -133,7 +142,10 @@ class Service:
     def _docs(self, patterns: Sequence[str] | None) -> list[str] | None:
         if not patterns:
             return None
-        docs = self.retriever.resolve_docs(list(patterns))
+        try:
+            docs = self.retriever.resolve_docs(list(patterns))
+        except ValueError as e:  # "no document matches 'x' (try one of: ...)"
+            raise ServiceError(str(e), status=404) from None
         if not docs:
             raise ServiceError(f"no stored document matches {', '.join(patterns)}", status=404)
         return docs

@@ -195,6 +195,9 @@ def _error_handlers(app: FastAPI) -> None:
             elif e.status_code == 405:
                 message = f"{request.method} is not allowed on {request.url.path}"
             return JSONResponse({"error": message}, status_code=e.status_code, headers=e.headers)
+        if e.status_code == 404:
+            return _html_error(404, f"No page at {request.url.path}",
+                               "The page that asks your articles is at /, and the JSON API under /v1/.")
         return _html_error(e.status_code, message, "")
 
     @app.exception_handler(Exception)
