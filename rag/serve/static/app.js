@@ -204,8 +204,10 @@ function showAnswer(answer) {
 
 function answerMeta(answer) {
   const parts = [];
-  if (answer.abstained) parts.push("no passage answers this question");
-  if (answer.backend) parts.push(`${answer.backend} reader`);
+  if (answer.backend) {
+    const reader = answer.reader && answer.reader !== answer.backend ? ` (${answer.reader} reader)` : "";
+    parts.push(`${answer.backend} backend${reader}`);
+  }
   const total = answer.timings_ms && answer.timings_ms.total;
   if (typeof total === "number") parts.push(`${(total / 1000).toFixed(1)} s`);
   const unsupported = (answer.unsupported_sentences || []).length;
