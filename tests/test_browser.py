@@ -317,8 +317,17 @@ def test_token_is_asked_for_and_kept_in_the_tab(browser: Any, server: str) -> No
 
 def test_seed_question_marker_opens_the_cited_span(page: Callable[[str], Any], server: str) -> None:
     driver = page("/")
+    driver.execute_script("""
+        const status = document.getElementById('ask-status');
+        window.__loading = [];
+        new MutationObserver(() => window.__loading.push([status.textContent, status.classList.contains('busy')]))
+            .observe(status, {subtree: true, childList: true, characterData: true, attributes: true});
+    """)
     answer = ask_with_keyboard(driver, SEED_QUESTION)
     assert not answer["abstained"] and answer["citations"], answer
+    loading = driver.execute_script("return window.__loading")
+    assert loading[0] == ["Searching the articles…", True], "a loading state shows while the answer comes"
+    assert loading[-1] == ["", False], "and goes once it is there"
     direct = api(server, "/v1/ask", {"question": SEED_QUESTION})
     assert [(c["n"], c["doc"], c["start"], c["end"], c["quote"]) for c in answer["citations"]] == \
            [(c["n"], c["doc"], c["start"], c["end"], c["quote"]) for c in direct["citations"]]
