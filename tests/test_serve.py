@@ -275,6 +275,7 @@ def test_ingest_with_the_token_fills_a_store_the_next_ask_reads(tmp_path: Path) 
         report = c.post("/v1/ingest", json={"paths": [str(corpus)]}, headers=auth)
         assert report.status_code == 200 and report.json()["added"] == ["harbour.txt"]
         answer = c.post("/v1/ask", json={"question": "How many cables were replaced?"}, headers=auth).json()
+        assert c.get("/healthz").status_code == 200
     assert "120" in answer["answer"]
 
 
@@ -361,18 +362,19 @@ def test_rag_ask_through_a_running_server_prints_the_local_answer(running_server
     env.pop("RAG_SERVER_URL", None)
     local = subprocess.run(rag_command("ask", "--json", "--backend", "extractive", question), env=env,
                            capture_output=True, text=True, timeout=300)
-    local_text = subprocess.run(rag_command("ask", "--backend", "extractive", question), env=env,
+    local_text = subprocess.run(rag_command("ask", "--backend", "extractive", "--show-passages", question), env=env,
                                 capture_output=True, text=True, timeout=300)
     served_env = {**env, "RAG_SERVER_URL": running_server, "RAG_HOME": "/nonexistent-store"}
     served = subprocess.run(rag_command("ask", "--json", "--backend", "extractive", question), env=served_env,
                             capture_output=True, text=True, timeout=60)
-    served_text = subprocess.run(rag_command("ask", "--backend", "extractive", question), env=served_env,
-                                 capture_output=True, text=True, timeout=60)
+    served_text = subprocess.run(rag_command("ask", "--backend", "extractive", "--show-passages", question),
+                                 env=served_env, capture_output=True, text=True, timeout=60)
     assert served.returncode == 0, served.stderr
     assert f"answered by the server at {running_server}" in served.stderr
     without_timings = [{k: v for k, v in json.loads(r.stdout).items() if k != "timings_ms"} for r in (local, served)]
     assert without_timings[0] == without_timings[1] and "4 million euros" in without_timings[0]["answer"]
-    assert served_text.stdout == local_text.stdout and "Sources" in served_text.stdout
+    assert served_text.stdout == local_text.stdout
+    assert "Sources" in served_text.stdout and "Retrieved passages" in served_text.stdout
 
 
 def test_an_unreachable_server_is_one_line_and_exit_2() -> None:

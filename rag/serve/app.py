@@ -143,10 +143,12 @@ def _admin(service: Service, limits: Limits, token: str | None) -> APIRouter:
     admin = APIRouter(prefix="/v1")
 
     @admin.post("/ingest", dependencies=[Depends(ingest_checker(token))])
-    def ingest(body: IngestRequest) -> dict[str, Any]:
+    def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
         if not body.paths:
             raise ServiceError("no paths to ingest", status=422)
-        return service.ingest(body.paths, keep_removed=body.keep_removed)
+        report = service.ingest(body.paths, keep_removed=body.keep_removed)
+        request.app.state.load_error = None  # a server started on an empty home has a store now
+        return report
 
     return admin
 
