@@ -197,6 +197,17 @@ def test_bad_asks_are_refused_with_a_status_and_one_line(client: TestClient, bod
     assert says in error and "\n" not in error
 
 
+@pytest.mark.parametrize(("content", "content_type", "says"), [
+    (b'{"question": ', "application/json", "not valid JSON"),
+    (b'["question"]', "application/json", "JSON object"),
+    (b'{"question": "Who?"}', "text/plain", "Content-Type: application/json"),
+])
+def test_a_body_that_is_no_json_object_is_422(client: TestClient, content: bytes, content_type: str,
+                                              says: str) -> None:
+    reply = client.post("/v1/ask", content=content, headers={"content-type": content_type})
+    assert reply.status_code == 422 and says in reply.json()["error"]
+
+
 def test_long_topic_and_query_are_refused(client: TestClient) -> None:
     assert client.post("/v1/brief", json={"topic": "t" * 2001}).status_code == 413
     assert client.post("/v1/search", json={"query": "q" * 2001}).status_code == 413

@@ -218,6 +218,8 @@ def _validation_message(e: RequestValidationError) -> str:
     first = e.errors()[0]
     if first.get("type") == "json_invalid":
         return "the body is not valid JSON"
+    if tuple(first.get("loc", ())) == ("body",):  # a list, a string, or a body sent as another content type
+        return "the body must be a JSON object sent as Content-Type: application/json"
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     return f"{where}: {first.get('msg', 'invalid')}"
 

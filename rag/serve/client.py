@@ -36,7 +36,8 @@ def ask(url: str, body: dict[str, Any], token: str | None = None,
                 elif event == "error":
                     raise ServerError(f"the server at {url} failed: {data.get('error', data)}")
     except urllib.error.HTTPError as e:
-        raise ServerError(f"the server at {url} answered {e.code}: {_error_of(e)}") from None
+        hint = "; RAG_SERVE__TOKEN is the token it is sent" if e.code == 401 else ""
+        raise ServerError(f"the server at {url} answered {e.code}: {_error_of(e)}{hint}") from None
     except (urllib.error.URLError, OSError) as e:
         why = getattr(e, "reason", None) or e
         raise ServerError(f"cannot reach the server at {url} (RAG_SERVER_URL): {why}") from None
