@@ -23,6 +23,7 @@ from rag.terminal import LiteralConsole, literal, one_line, plural
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `rag --help` stays fast
     from rag.ingest import Skip
+    from rag.types import Answer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
@@ -143,41 +144,21 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
 ) -> None:
     """Load, chunk, embed and store articles. Unchanged files are skipped, changed ones replaced, removed pruned."""
-    from rag.embed import make_embedder
-    from rag.ingest import scan, why_missing
+    from rag.ingest_run import NothingToIngest, ingest_paths
     from rag.llm import ModelError
-    from rag.store import Store, StoreError, file_hashes, sync, under_roots
+    from rag.store import StoreError
 
     s = settings()
-    missing = [p for p in paths if not p.exists()]
-    if len(missing) == len(paths) and not store_exists(s):  # a mistyped path: no store is made for nothing
-        raise fail("nothing to ingest: " + "; ".join(f"{p}: {why_missing(p)}" for p in missing))
     try:
-        store = Store(s)
-        records = store.documents()  # read once: what scan may pass over, and what a skip leaves in place
-        stored_ids = {str(r.get("source")): doc_id for doc_id, r in records.items()}  # source path -> doc id
-        found = scan(paths, int(s.ingest.max_file_mb * 1_000_000), known=file_hashes(records, s), store=s.home,
-                     stored_ids=stored_ids)
-        nothing_found = not found.documents and not found.unchanged
-        prune = s.ingest.prune and not keep_removed
-        held = set(stored_ids)  # the source paths the store holds
-        # A deleted file named again is pruned, as a deleted file of a folder is: it is not "skipped".
-        removing = set(found.gone) & held if prune else set()
-        skips = [k for k in found.skipped if os.path.abspath(k.path) not in removing]
-        say_skipped(skips, held)
-        # A folder emptied of its articles still has them pruned; any other run with nothing to read is a mistake.
-        emptied = prune and (removing or (not skips and any(under_roots(r.get("root"), found.roots)
-                                                            for r in records.values())))
-        if nothing_found and not emptied:
-            raise fail("nothing to ingest: " + ("every file was skipped" if found.skipped else "no supported files"))
         with progress("embedding chunks") as advance:
-            report = sync(store, found, s, make_embedder(s.embed), prune=prune, progress=advance)
-    except (StoreError, ModelError) as e:  # a failed embedder stops before any document's record is written
+            run = ingest_paths(s, paths, keep_removed, progress=advance, on_skipped=say_skipped)
+    except (NothingToIngest, StoreError, ModelError) as e:  # a failed embedder stops before any record is written
         raise fail(str(e)) from None
     except KeyboardInterrupt:  # sync writes a document's record last: what the store held before is all there
         raise fail("interrupted: the store still holds every document it held before; run `rag ingest` again to "
                    "finish", 130) from None
-    say_skipped([k for k in report.skipped if k not in skips], set())  # found only when compared with the store
+    report = run.report
+    say_skipped(run.skipped_after, set())  # found only when compared with the store
     if as_json:
         out.print_json(json.dumps(report.to_json()))
     else:
@@ -186,7 +167,7 @@ def ingest(
         out.print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
                   f"removed {len(report.removed)}, skipped {len(report.skipped)}{ignored}; "
                   f"embedded {plural(report.embedded, 'chunk')}; store holds {plural(report.chunks, 'chunk')} in "
-                  f"{one_line(str(store.where))}")
+                  f"{one_line(run.where)}")
     if report.skipped:  # bad input: a script or CI job must notice, though the good files are stored
         n = len(report.skipped)
         raise fail(f"{n} file{'s' if n > 1 else ''} skipped (named above); every other file is stored")
@@ -252,19 +233,62 @@ def ask(
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
 ) -> None:
     """Answer a question from the ingested articles; every sentence cites the source passage behind it."""
-    from rag.render import print_answer, print_passages
-
     if not question.strip():
         raise fail("the question is empty")
     s = settings()
+    if s.server_url:  # a running `rag serve` answers: nothing heavy is loaded here
+        _ask_server(s, question, as_json, backend, k, doc, show_passages)
+        return
     chain = load_chain(s, backend)
-    stream = None if as_json or chain.backend == "extractive" or not out.is_terminal else _stream_to(err)
+    echo = TokenEcho(err) if not as_json and chain.backend != "extractive" and out.is_terminal else None
     with model_errors():
-        answer = chain.ask(question, k=k, docs=doc, on_token=stream)
+        answer = chain.ask(question, k=k, docs=doc, on_token=echo)
     if as_json:
         out.print_json(json.dumps(answer.to_json(with_passages=show_passages)))
         return
-    if stream:
+    _print_answer(answer, show_passages, echo)
+
+
+def _ask_server(s: Settings, question: str, as_json: bool, backend: str | None, k: int | None,
+                doc: list[str] | None, show_passages: bool) -> None:
+    """`rag ask` through the server at RAG_SERVER_URL, printed as a local answer is."""
+    from rag.serve.client import ServerError, answer_of
+    from rag.serve.client import ask as ask_server
+
+    url = str(s.server_url)
+    token = s.serve.token.get_secret_value() if s.serve.token else None
+    echo = TokenEcho(err) if not as_json and out.is_terminal else None
+    # the passages always come: the summary line counts them, as a local answer's does
+    body = {"question": question, "k": k, "docs": doc, "backend": backend, "with_passages": True}
+    try:
+        obj = ask_server(url, body, token, on_token=echo)
+    except ServerError as e:
+        raise fail(str(e)) from None
+    err.print(Text(f"answered by the server at {url}", style="dim"))
+    if as_json:
+        if not show_passages:
+            obj.pop("passages", None)
+        out.print_json(json.dumps(obj))
+        return
+    _print_answer(answer_of(obj), show_passages, echo)
+
+
+class TokenEcho:
+    """Prints a streaming model's tokens to the console as they come; remembers whether any came."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.printed = False
+
+    def __call__(self, token: str) -> None:
+        self.console.print(token, end="", markup=False, style="dim")
+        self.printed = True
+
+
+def _print_answer(answer: Answer, show_passages: bool, echo: TokenEcho | None) -> None:
+    from rag.render import print_answer, print_passages
+
+    if echo and echo.printed:
         err.print()
     print_answer(out, answer)
     if show_passages:
@@ -340,6 +364,27 @@ def brief(
     elif not output:
         typer.echo(literal(briefing.markdown), nl=False)  # a model's words too: no escape sequence is obeyed
     err.print(briefing.audit.summary + (f"; wrote {output}" if output else ""))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(metavar="HOST", help="address to listen on; anything but loopback needs "
+                                      "RAG_SERVE__TOKEN")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, metavar="PORT", help="port (0: any free one)")] = 8765,
+    backend: BackendOption = None,
+) -> None:
+    """Serve the HTTP JSON API (/v1/ask, /v1/search, /v1/brief, /v1/documents, /v1/ingest) and the web page; the
+    store and the models load once. Ctrl-C stops it."""
+    from rag.serve.run import CannotServe, check_bind, serve
+
+    s = settings()
+    try:
+        check_bind(host, s.serve.token is not None)  # before the store is even looked at
+        if not store_exists(s):
+            raise CannotServe(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
+        serve(s, host, port, backend, say=lambda line: err.print(Text(line, style="dim")))
+    except CannotServe as e:
+        raise fail(str(e)) from None
 
 
 @app.command("eval")
@@ -425,13 +470,6 @@ def mcp(backend: BackendOption = None) -> None:
         raise fail(str(e)) from None
     err.print(f"rag mcp: serving {plural(len(service.documents()), 'document')} from {s.home} on stdio")
     serve(service)
-
-
-def _stream_to(console: Console):  # type: ignore[no-untyped-def]
-    def on_token(token: str) -> None:
-        console.print(token, end="", markup=False, style="dim")
-
-    return on_token
 
 
 def main() -> None:

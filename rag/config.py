@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -86,6 +86,17 @@ class AnswerSettings(_Section):
         return self.max_tokens or 80 * self.max_sentences + 60
 
 
+class ServeSettings(_Section):
+    """`rag serve`: who may call it and how much one request or the whole server may take."""
+
+    token: SecretStr | None = Field(None, description="bearer token every /v1/ request must send; required to bind "
+                                    "anything but loopback, and for /v1/ingest")
+    max_concurrent: int = Field(16, ge=1, description="requests in flight; beyond it 503 with Retry-After")
+    max_body_kb: int = Field(64, ge=1, description="largest request body, in KiB (413 beyond)")
+    max_text_chars: int = Field(2000, ge=1, description="longest question, query or topic (413 beyond)")
+    max_k: int = Field(50, ge=1, description="most passages one request may ask for")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", toml_file=os.environ.get("RAG_CONFIG", "rag.toml"),
@@ -94,12 +105,15 @@ class Settings(BaseSettings):
 
     home: Path = Path(".rag")
     chroma_url: str | None = None
+    server_url: str | None = Field(None, description="`rag ask` asks the `rag serve` at this URL instead of "
+                                   "loading the store")
     collection: str = "articles"
     chunk: ChunkSettings = ChunkSettings()
     ingest: IngestSettings = IngestSettings()
     embed: EmbedSettings = EmbedSettings()
     retrieve: RetrieveSettings = RetrieveSettings()
     answer: AnswerSettings = AnswerSettings()
+    serve: ServeSettings = ServeSettings()
 
     @classmethod
     def load(cls) -> Settings:

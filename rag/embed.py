@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Protocol
@@ -30,9 +31,11 @@ class LocalEmbedder:
         self.batch_size = batch_size
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        # Loaded on first use: a re-ingest that embeds nothing never pays for torch.
-        return _load_minilm().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        # Loaded on first use: a re-ingest that embeds nothing never pays for torch. One call at a time: the fast
+        # tokenizer is not safe across threads ("Already borrowed"), and torch already uses every core.
+        with _ENCODE_LOCK:
+            return _load_minilm().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                         convert_to_numpy=True, show_progress_bar=False)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
@@ -104,16 +107,19 @@ def make_embedder(settings: EmbedSettings) -> Embedder:
     return LocalEmbedder(settings.batch_size)
 
 
+_ENCODE_LOCK = threading.Lock()
 _SENTENCE_VECTORS: dict[tuple[str, str], np.ndarray] = {}
 
 
 def embed_cached(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
     """Sentence vectors, remembered per process: follow-up questions mostly meet the same passages."""
     name = getattr(embedder, "name", type(embedder).__name__)
-    missing = [t for t in dict.fromkeys(texts) if (name, t) not in _SENTENCE_VECTORS]
+    # read once into a local map: another thread may clear the shared one between this look-up and the return
+    found = {t: v for t in dict.fromkeys(texts) if (v := _SENTENCE_VECTORS.get((name, t))) is not None}
+    missing = [t for t in dict.fromkeys(texts) if t not in found]
     if missing:
         if len(_SENTENCE_VECTORS) > 50_000:
             _SENTENCE_VECTORS.clear()
         for t, v in zip(missing, embedder.embed_documents(missing), strict=False):
-            _SENTENCE_VECTORS[(name, t)] = v
-    return [_SENTENCE_VECTORS[(name, t)] for t in texts]
+            _SENTENCE_VECTORS[(name, t)] = found[t] = v
+    return [found[t] for t in texts]

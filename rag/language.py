@@ -41,9 +41,7 @@ def pipeline() -> Any:
 @lru_cache(maxsize=20_000)
 def entities(text: str) -> tuple[Entity, ...]:
     """The named entities of a text (the recogniser alone: no parse, which costs more than it gives here)."""
-    nlp = pipeline()
-    with nlp.select_pipes(enable=["tok2vec", "ner"]):
-        doc = nlp(text)
+    doc = _run(text, ("tok2vec", "ner"))
     return tuple(Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents)
 
 
@@ -51,8 +49,13 @@ def entities(text: str) -> tuple[Entity, ...]:
 def proper_nouns_and_entities(text: str) -> tuple[tuple[str, ...], tuple[Entity, ...]]:
     """The proper nouns (by the tagger) and the entities of a short text, such as a question; the parser is not
     needed for either."""
-    nlp = pipeline()
-    with nlp.select_pipes(enable=["tok2vec", "tagger", "ner"]):
-        doc = nlp(text)
+    doc = _run(text, ("tok2vec", "tagger", "ner"))
     proper = tuple(t.text for t in doc if t.tag_ in ("NNP", "NNPS"))
     return proper, tuple(Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents)
+
+
+def _run(text: str, components: tuple[str, ...]) -> Any:
+    """The text through these components alone. Skipped per call (`disable=`), not switched off on the shared
+    pipeline (`select_pipes`), so threads of one server never see each other's choice."""
+    nlp = pipeline()
+    return nlp(text, disable=[name for name in nlp.pipe_names if name not in components])

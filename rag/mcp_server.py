@@ -211,7 +211,7 @@ def load_service(settings: Settings, backend: str | None = None) -> Service:
     """The store, embedder, indexes and answer chain loaded once, before serving, so the first call is as fast as
     the later ones; ServiceError when there is no store."""
     with stdout_on_stderr():
-        return Service(settings, backend).load().warm_up()
+        return Service(settings, backend).load()
 
 
 def serve(service: Service) -> None:

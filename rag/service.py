@@ -29,17 +29,21 @@ class Service:
         self._chains: dict[str, Any] = {}
         self._retriever: Any = None
         self._lock = threading.Lock()  # the first requests race to load; one loads, the others wait
+        self._ingest_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self) -> Service:
-        self.chain(self.default_backend)
-        return self
+        """The store, the embedding model, the indexes and the language model, now rather than at the first
+        request (which would pay seconds for them, and several first requests would each start loading). The
+        offline reader answers a throwaway question to load what it reads with; a model server is never called."""
+        from rag.language import LanguageModelMissing, pipeline
 
-    def warm_up(self) -> Service:
-        """Load what the first request would: the embedding model and indexes, and for the offline reader its
-        language pipeline (by answering a throwaway question; a model server is never called for it)."""
         chain = self.chain(self.default_backend)
         _model_call(lambda: chain.ask("warm-up") if chain.backend == "extractive" else chain.retrieve("warm-up"))
+        try:
+            pipeline()
+        except LanguageModelMissing as e:
+            raise ServiceError(str(e), status=503) from None
         return self
 
     @property
@@ -116,6 +120,25 @@ class Service:
             lo, hi = 0, len(text)
         return {"id": doc_id, "title": record.get("title", ""), "date": record.get("date") or None,
                 "source": record.get("source", ""), "start": lo, "end": hi, "text": text}
+
+    def ingest(self, paths: Sequence[str], keep_removed: bool = False) -> dict[str, Any]:
+        """`rag ingest --json` (the same run), then the indexes reload for the next request; one ingest at a
+        time, while requests already running finish on the indexes they began with."""
+        from pathlib import Path
+
+        from rag.ingest_run import NothingToIngest, ingest_paths
+
+        def run_ingest() -> Any:
+            try:
+                return ingest_paths(self.settings, [Path(p) for p in paths], keep_removed)
+            except NothingToIngest as e:  # before _model_call takes it for any ValueError
+                raise ServiceError(str(e), status=422) from None
+
+        with self._ingest_lock:
+            run = _model_call(run_ingest)
+            with self._lock:
+                self._retriever, self._chains = None, {}
+        return run.report.to_json()
 
     def _docs(self, patterns: Sequence[str] | None) -> list[str] | None:
         if not patterns:

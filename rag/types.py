@@ -110,5 +110,6 @@ class Answer:
         }
         if with_passages:
             out["passages"] = [{"n": n, "doc": p.doc, "chunk_id": p.chunk_id, "start": p.start, "end": p.end,
-                                "score": p.score, "text": p.text} for n, p in enumerate(self.passages, start=1)]
+                                "score": p.score, "title": p.title, "text": p.text}
+                               for n, p in enumerate(self.passages, start=1)]
         return out

@@ -505,7 +505,7 @@ def test_a_misspelt_section_of_rag_toml_is_named_not_ignored(tmp_path: Path, mon
     result = runner.invoke(app, ["--home", str(tmp_path / "home"), "ask", "Who?"])
     assert result.exit_code == 2 and result.stderr.strip() == (
         "error: unknown setting retreive (RAG_RETREIVE or rag.toml); "
-        "known: home, chroma_url, collection, chunk, ingest, embed, retrieve, answer"), result.output
+        "known: home, chroma_url, server_url, collection, chunk, ingest, embed, retrieve, answer, serve"), result.output
     (tmp_path / "rag.toml").write_text("[retrieve]\nk = 4\n")
     assert Settings.load().retrieve.k == 4
 
