@@ -78,7 +78,7 @@ def measure(size: int, doc_chunks: int, rng: random.Random) -> None:
         updated, update_s = timed(update)
     _, query_s = timed(lambda: updated.search("Which groups took part in the incursion?", k=50))
     embed_s = embed_seconds(new_texts)
-    print(f"\n{size:,} chunks ({len(updated.stems.vocab):,} stems)")
+    print(f"\n{size:,} chunks (after the update: {len(updated.segments)} segments)")
     print(f"  rebuild from every chunk (tokenize + index, no save): {build_s:8.2f} s")
     print(f"  update after a one-file change ({doc_chunks} chunks), with its save: {update_s:8.2f} s "
           f"= {update_s / build_s:.3f} of a rebuild")

@@ -42,7 +42,7 @@ def test_an_index_saved_by_another_tokenizer_is_not_loaded(tmp_path: Path) -> No
     folder = tmp_path / "bm25"
     LexicalIndex.build(["a", "b", "c"], TEXTS).save(folder)
     assert LexicalIndex.load(folder) is not None
-    meta = folder / (folder / "current").read_text() / "meta.json"
+    meta = folder / (folder / "current").read_text()
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "tokenizer": "some-older-tokenizer"}))
     assert LexicalIndex.load(folder) is None  # the store rebuilds it rather than search with the wrong words
 
@@ -124,3 +124,43 @@ def test_a_saved_update_loads_as_it_was(tmp_path: Path) -> None:
     loaded = LexicalIndex.load(tmp_path)
     assert loaded is not None and loaded.fingerprint == "two" and loaded.generations == {"doc1.txt": 2}
     assert loaded.search("governor city", k=50) == LexicalIndex.build(ids, texts).search("governor city", k=50)
+
+
+def test_an_update_writes_a_segment_of_its_own_and_leaves_the_others_as_they_were(tmp_path: Path) -> None:
+    ids, texts = _corpus(300)
+    LexicalIndex.build(ids, texts, "one").save(tmp_path)
+    [first] = [p for p in tmp_path.iterdir() if p.name.startswith("seg-")]
+    written = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    loaded = LexicalIndex.load(tmp_path)
+    assert loaded is not None
+    edited = [i for i in ids if i.startswith("doc5.txt#")][:3]
+    update = loaded.updated(edited, edited, ["the governor of the new city"] * 3, "two")
+    update.save(tmp_path)
+    assert len(update.segments) == 2  # three rows masked in the first, three added in a second
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == written
+    again = LexicalIndex.load(tmp_path)
+    assert again is not None and sorted(again.ids) == sorted(ids)
+    texts = [("the governor of the new city" if i in edited else t) for i, t in zip(ids, texts, strict=True)]
+    full = LexicalIndex.build(ids, texts)
+    got, expected = dict(again.search("governor new city", k=300)), dict(full.search("governor new city", k=300))
+    assert got.keys() == expected.keys() and got == pytest.approx(expected)
+
+
+def test_many_small_updates_are_merged_and_still_equal_a_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.lexical
+
+    monkeypatch.setattr(rag.lexical, "MAX_SEGMENTS", 3)
+    ids, texts = _corpus(400)
+    index = LexicalIndex.build(ids, texts)
+    for n in range(6):  # six one-chunk edits: the small segments after the first are merged past three
+        chunk = ids[n * 7]
+        texts[n * 7] = f"edit number {n} of the river report"
+        index = index.updated([chunk], [chunk], [texts[n * 7]], f"edit-{n}")
+        assert len(index.segments) <= 3
+    full = LexicalIndex.build(ids, texts)
+    for query in ["river report edit", "tank governor"]:
+        got, expected = dict(index.search(query, k=400)), dict(full.search(query, k=400))
+        assert got.keys() == expected.keys() and got == pytest.approx(expected)
+    allowed = set(ids[:50])
+    assert dict(index.search("river report", k=400, allowed=allowed)) == pytest.approx(
+        dict(full.search("river report", k=400, allowed=allowed)))
