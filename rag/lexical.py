@@ -23,7 +23,6 @@ from typing import Any
 
 import bm25s.stopwords
 import numpy as np
-import scipy.sparse as sp
 
 from rag.cite import stem
 
@@ -47,12 +46,22 @@ def tokenize(text: str) -> list[str]:
 
 
 class Terms:
-    """A chunks x terms matrix of counts (CSC: a term's chunks are one slice) with its vocabulary."""
+    """A chunks x terms matrix of counts in compressed columns (a term's chunks are one slice: `indices` and `data`
+    from `indptr[col]` to `indptr[col + 1]`), with its vocabulary. Plain numpy: the query path loads no scipy."""
 
-    def __init__(self, vocab: list[str], matrix: sp.csc_matrix) -> None:
+    def __init__(self, vocab: list[str], indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                 n_rows: int) -> None:
         self.vocab = vocab
         self.column = {term: i for i, term in enumerate(vocab)}
-        self.matrix = matrix
+        self.indptr, self.indices, self.data, self.n_rows = indptr, indices, data, n_rows
+
+    @classmethod
+    def from_triples(cls, vocab: list[str], rows: np.ndarray, cols: np.ndarray, data: np.ndarray,
+                     n_rows: int) -> Terms:
+        order = np.lexsort((rows, cols))
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=len(vocab)), out=indptr[1:])
+        return cls(vocab, indptr, rows[order].astype(np.int32), data[order].astype(np.float32), n_rows)
 
     @classmethod
     def of(cls, counts: Sequence[Counter[str]]) -> Terms:
@@ -63,8 +72,8 @@ class Terms:
                 rows.append(row)
                 cols.append(column.setdefault(term, len(column)))
                 data.append(n)
-        matrix = sp.csc_matrix((np.asarray(data, dtype=np.float32), (rows, cols)), shape=(len(counts), len(column)))
-        return cls(list(column), matrix)
+        return cls.from_triples(list(column), np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64),
+                                np.asarray(data, dtype=np.float32), len(counts))
 
     @classmethod
     def stacked(cls, parts: Sequence[tuple[Terms, np.ndarray]]) -> Terms:
@@ -73,30 +82,39 @@ class Terms:
         rows, cols, data, offset = [], [], [], 0
         for terms, keep in parts:
             remap = np.asarray([column.setdefault(t, len(column)) for t in terms.vocab], dtype=np.int64)
-            part = terms.matrix[keep].tocoo()
-            rows.append(part.row + offset)
-            cols.append(remap[part.col] if len(remap) else part.col)
-            data.append(part.data)
+            new_row = np.full(terms.n_rows, -1, dtype=np.int64)
+            new_row[keep] = np.arange(len(keep)) + offset
+            part_rows = new_row[terms.indices]
+            kept = part_rows >= 0
+            part_cols = np.repeat(remap, np.diff(terms.indptr)) if len(remap) else np.zeros(0, dtype=np.int64)
+            rows.append(part_rows[kept])
+            cols.append(part_cols[kept])
+            data.append(terms.data[kept])
             offset += len(keep)
-        matrix = sp.csc_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-                               shape=(offset, len(column)))
-        return cls(list(column), matrix)
+        return cls.from_triples(list(column), np.concatenate(rows), np.concatenate(cols), np.concatenate(data),
+                                offset)
+
+    def row_sums(self) -> np.ndarray:
+        return np.bincount(self.indices, weights=self.data, minlength=self.n_rows)
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows, counts) of the chunks that hold the term; none when the term is not in the vocabulary."""
         col = self.column.get(term)
         if col is None:
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-        lo, hi = self.matrix.indptr[col], self.matrix.indptr[col + 1]
-        return self.matrix.indices[lo:hi], self.matrix.data[lo:hi]
+        lo, hi = self.indptr[col], self.indptr[col + 1]
+        return self.indices[lo:hi], self.data[lo:hi]
 
     def save(self, folder: Path, name: str) -> None:
-        sp.save_npz(folder / f"{name}.npz", self.matrix, compressed=False)
+        np.savez(folder / f"{name}.npz", indptr=self.indptr, indices=self.indices, data=self.data,
+                 n_rows=np.asarray(self.n_rows))
         (folder / f"{name}.json").write_text(json.dumps(self.vocab))
 
     @classmethod
     def load(cls, folder: Path, name: str) -> Terms:
-        return cls(json.loads((folder / f"{name}.json").read_text()), sp.load_npz(folder / f"{name}.npz").tocsc())
+        with np.load(folder / f"{name}.npz") as arrays:
+            return cls(json.loads((folder / f"{name}.json").read_text()), arrays["indptr"], arrays["indices"],
+                       arrays["data"], int(arrays["n_rows"]))
 
 
 class Segment:
@@ -108,7 +126,7 @@ class Segment:
         self.written = written  # words as written, once a chunk: their rarity for the answer stage
         self.name = name or f"seg-{uuid.uuid4().hex[:12]}"
         # Every chunk counts as at least one word long, so a chunk of stopwords only never divides by zero.
-        self.lengths = np.maximum(np.asarray(stems.matrix.sum(axis=1)).ravel(), 1.0)
+        self.lengths = np.maximum(stems.row_sums(), 1.0)
 
     @classmethod
     def of(cls, ids: Sequence[str], texts: Sequence[str]) -> Segment:
