@@ -2,10 +2,13 @@
 the same against a warm `rag serve` (RAG_SERVER_URL) when this checkout has one. Prints figures; asserts nothing.
 
     .venv/bin/python bench/cold_ask.py [--home DIR] [--runs 5] [--question Q] [--breakdown] [--no-serve]
+                                       [--throughput [--throughput-dir DIR]]
 
 Without --home the seed corpus is ingested into a temporary home first. --breakdown also prints where one cold ask
 spends its time (each stage of the first question, timed in a fresh process) and what importing each heavy
-package costs on its own. Timings on a shared machine are rough: re-run on a quiet one.
+package costs on its own. --throughput compares the embedding throughput of the two runtimes of the local model
+(torch, and the ONNX export that ingest also uses once it exists) on the chunks of the seed corpus or of the text
+and HTML files of a folder. Timings on a shared machine are rough: re-run on a quiet one.
 """
 
 from __future__ import annotations
@@ -36,11 +39,10 @@ def rag_command() -> list[str]:
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env.pop("RAG_SERVER_URL", None)
-    env.update(extra)
-    return env
+    env.pop("RAG_SERVER_URL", None)  # a cold ask is timed on its own; the warm runs set it themselves
+    return {**env, **extra}
 
 
 def timed_asks(home: Path, question: str, runs: int, env: dict[str, str]) -> list[float]:
@@ -164,6 +166,45 @@ def breakdown(home: Path, question: str, env: dict[str, str]) -> None:
         print(f"    {package:<44} {figure}")
 
 
+THROUGHPUT = r'''
+import json, sys, time
+from pathlib import Path
+from rag import embed
+from rag.chunk import chunk_text
+from rag.config import Settings
+from rag.ingest import scan
+settings = Settings(home=Path("unused"))
+found = scan([Path(sys.argv[1])], int(settings.ingest.max_file_mb * 1_000_000))
+texts = [c.text for d in found.documents for c in chunk_text(d.id, d.text, settings.chunk.size, settings.chunk.overlap)]
+repeat = -(-200 // max(len(texts), 1))  # a small corpus is embedded several times over: 200 chunks at least
+texts = (texts * repeat)[:max(200, int(sys.argv[2]))]
+onnx, torch = embed.LocalEmbedder(settings.embed.batch_size), embed.LocalEmbedder(settings.embed.batch_size, onnx=False)
+torch.embed_query("warm up")  # exports the ONNX copy when there is none yet
+embed._load_onnx.cache_clear()
+onnx.embed_query("warm up")
+rates = {"torch": [], onnx.runtime: []}
+for _ in range(int(sys.argv[3])):  # interleaved: a burst of load elsewhere hits both
+    for name, embedder in (("torch", torch), (onnx.runtime, onnx)):
+        t0 = time.perf_counter()
+        embedder.embed_documents(texts)
+        rates[name].append(len(texts) / (time.perf_counter() - t0))
+print(json.dumps({"chunks": len(texts), "rates": rates}))
+'''
+
+
+def throughput(folder: Path, max_chunks: int, rounds: int, env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", THROUGHPUT, str(folder), str(max_chunks), str(rounds)], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  throughput failed: {done.stderr.strip()[-500:]}")
+        return
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"== embedding throughput, {got['chunks']} chunks of {folder}, batch as ingest uses, {rounds} rounds ==")
+    for name, rates in got["rates"].items():
+        print(f"  {name:<6} median {statistics.median(rates):7.1f} chunks/s   (rounds: "
+              f"{', '.join(f'{r:.1f}' for r in rates)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="an ingested store (default: the seed corpus in a temp home)")
@@ -171,8 +212,14 @@ def main() -> None:
     parser.add_argument("--question", default=QUESTION)
     parser.add_argument("--breakdown", action="store_true", help="also print where one cold ask spends its time")
     parser.add_argument("--no-serve", action="store_true", help="skip the warm `rag serve` runs")
+    parser.add_argument("--throughput", action="store_true", help="compare torch and ONNX embedding throughput")
+    parser.add_argument("--throughput-dir", type=Path, default=CORPUS, help="a folder of articles for --throughput")
+    parser.add_argument("--throughput-chunks", type=int, default=1000, help="most chunks embedded per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --throughput")
     args = parser.parse_args()
     env = environment()
+    if args.throughput:
+        throughput(args.throughput_dir, args.throughput_chunks, args.rounds, env)
     workdir = None
     home = args.home
     if home is None:
