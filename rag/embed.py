@@ -71,9 +71,9 @@ def _load_minilm():  # type: ignore[no-untyped-def]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "Loading weights" bar on every start
-    from rag.language import HEAVY_IMPORTS
+    from rag.imports import HEAVY_IMPORTS
 
-    with HEAVY_IMPORTS:  # not while rag.language hides torch from spaCy's import
+    with HEAVY_IMPORTS:  # not while torch is hidden from another library's import (rag.imports)
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 

