@@ -172,32 +172,3 @@ def test_cold_ask_imports_neither_torch_nor_langchain_nor_scipy(exported: Path, 
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_spacy_loads_without_torch_and_torch_still_imports_after() -> None:
-    code = ("import sys; from rag import language; language.pipeline(); print('torch' in sys.modules); "
-            "print(language.entities('Kyiv said on Monday that 30 fighters crossed.')); "
-            "import torch; print(torch.ones(1).item())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.strip().splitlines()
-    assert lines[0] == "False" and "'Monday'" in lines[1] and "CARDINAL" in lines[1] and lines[2] == "1.0"
-
-
-def test_import_without_hides_only_while_importing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.imports import import_without
-
-    (tmp_path / "optional_dep.py").write_text("LOADED = True\n")
-    (tmp_path / "uses_optional.py").write_text(
-        "try:\n    import optional_dep\n    HAS = True\nexcept ImportError:\n    HAS = False\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for name in ("optional_dep", "uses_optional"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    module = import_without("uses_optional", hidden=("optional_dep",))
-    assert module.HAS is False and "optional_dep" not in sys.modules
-    import optional_dep  # importable again once the library has imported
-
-    assert optional_dep.LOADED
-    monkeypatch.delitem(sys.modules, "uses_optional")
-    assert import_without("uses_optional", hidden=("optional_dep",)).HAS is True  # loaded already: not hidden
