@@ -112,7 +112,8 @@ def warm_serve(home: Path, question: str, runs: int, env: dict[str, str]) -> Non
 
 # -- where a cold ask spends its time -------------------------------------------------------------------------
 # Runs in a fresh interpreter: the steps the first `rag ask` takes, each forced on its own and timed, in the order
-# the ask meets them. What is left for "the question itself" is the work a warm process would do too.
+# the ask meets them. What is left for "the question itself" is the work a warm process would do too. The extractive
+# reader starts loading spaCy on a thread when the chain is made, so part of that load shows in the stages between.
 STAGES = r'''
 import json, sys, time
 stages = []
