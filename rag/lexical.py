@@ -19,12 +19,19 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s.stopwords
 import numpy as np
 
 from rag.cite import stem
+from rag.imports import import_without
+
+# Only bm25s's stopword list is used here; its package imports scipy.sparse for index builders this module does
+# not use (its own term counts are plain numpy), which a cold `rag ask` would pay for.
+if TYPE_CHECKING:
+    import bm25s
+else:
+    bm25s = import_without("bm25s", hidden=("scipy.sparse",))
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)

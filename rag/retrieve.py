@@ -6,12 +6,10 @@ import fnmatch
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document as LCDocument
-from langchain_core.retrievers import BaseRetriever
 
 from rag.chunk import doc_of
 from rag.config import RetrieveSettings
@@ -19,6 +17,9 @@ from rag.embed import Embedder
 from rag.lexical import LexicalIndex
 from rag.store import Store, StoreError
 from rag.types import Passage
+
+if TYPE_CHECKING:  # LangChain loads when its retriever is asked for: `rag ask` does without it
+    from langchain_core.documents import Document as LCDocument
 
 
 @dataclass(frozen=True)
@@ -131,18 +132,36 @@ def empty_store_message(store: Store) -> str:
     return f"the store in {store.where} is empty: run `rag ingest PATH` first"
 
 
-class HybridRetriever(BaseRetriever):
-    """The hybrid search as a LangChain retriever, so it composes with any chain."""
+@cache
+def _hybrid_retriever_class() -> type:
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.retrievers import BaseRetriever
 
-    retriever: Any
-    k: int = 6
-    docs: list[str] | None = None
+    class HybridRetriever(BaseRetriever):
+        """The hybrid search as a LangChain retriever, so it composes with any chain."""
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
-        return [to_langchain(p) for p in self.retriever.search(query, k=self.k, docs=self.docs)]
+        retriever: Any
+        k: int = 6
+        docs: list[str] | None = None
+
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+                                    ) -> list[LCDocument]:
+            return [to_langchain(p) for p in self.retriever.search(query, k=self.k, docs=self.docs)]
+
+    HybridRetriever.__module__ = __name__
+    return HybridRetriever
+
+
+def __getattr__(name: str) -> Any:
+    """`HybridRetriever` is made on first use (PEP 562), with LangChain imported only then."""
+    if name == "HybridRetriever":
+        return _hybrid_retriever_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_langchain(p: Passage) -> LCDocument:
+    from langchain_core.documents import Document as LCDocument
+
     return LCDocument(page_content=p.text, id=p.chunk_id,
                       metadata={"chunk_id": p.chunk_id, "doc": p.doc, "start": p.start, "end": p.end,
                                 "title": p.title, "source": p.source, "date": p.date, "score": p.score})

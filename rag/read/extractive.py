@@ -24,7 +24,7 @@ import numpy as np
 from rag.chunk import as_prose
 from rag.cite import content_words
 from rag.embed import Embedder, embed_cached
-from rag.language import entities, proper_nouns_and_entities
+from rag.language import entities, load_in_background, proper_nouns_and_entities
 from rag.read import Reading
 from rag.read.features import FEATURES, Question, Sentence, answer_labels, entities_in, featurize, question_names
 from rag.read.features import sentences as passage_sentences
@@ -149,6 +149,7 @@ class ExtractiveReader:
         self.max_sentences = max_sentences
         self.min_confidence = min_confidence
         self.weights = weights
+        load_in_background()  # the language model loads while the first question is embedded and searched
 
     def read(self, question: str, q_vec: np.ndarray, passages: Sequence[Passage],
              on_token: Callable[[str], None] | None = None) -> Reading:
