@@ -25,15 +25,10 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import TextResourceContents
+from seeds import GOLD, gold_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 RAG = Path(sys.executable).parent / "rag"
-GOLD = ROOT / "evals" / "gold" / "seeds" / "gold.jsonl"
-
-
-def gold_questions(n: int) -> list[str]:
-    lines = [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [item["question"] for item in lines][:n]
 
 
 async def timed(client: Client, tool: str, arguments: dict[str, Any]) -> float:

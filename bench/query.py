@@ -35,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from seeds import gold_questions  # noqa: E402
+
 from rag import embed as embed_mod  # noqa: E402
 from rag import language  # noqa: E402
 from rag.answer import AnswerChain  # noqa: E402
@@ -46,7 +48,6 @@ from rag.retrieve import Retriever  # noqa: E402
 from rag.store import Store  # noqa: E402
 
 CORPUS = ROOT / "corpus"
-GOLD = ROOT / "evals" / "gold" / "seeds" / "gold.jsonl"
 EMBEDDER_NAME = LocalEmbedder.name  # "local:all-MiniLM-L6-v2": what `rag ingest` records on the collection
 DIM = 384
 CHUNKS_PER_DOC = 10
@@ -82,12 +83,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def questions(n: int) -> list[str]:
-    qs: list[str] = []
-    if GOLD.exists():
-        for line in GOLD.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                qs.append(json.loads(line)["question"])
-    qs += EXTRA_QUESTIONS
+    qs = gold_questions() + EXTRA_QUESTIONS
     return list(dict.fromkeys(qs))[:n]
 
 

@@ -11,7 +11,6 @@ fresh process reading questions from its standard input; a question counts as an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -21,14 +20,10 @@ import threading
 import time
 from pathlib import Path
 
+from seeds import GOLD, gold_questions
+
 ROOT = Path(__file__).resolve().parent.parent
 RAG = Path(sys.executable).parent / "rag"
-GOLD = ROOT / "evals" / "gold" / "seeds" / "gold.jsonl"
-
-
-def gold_questions(n: int) -> list[str]:
-    lines = [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [item["question"] for item in lines][:n]
 
 
 def answered(line: str) -> bool:

@@ -26,9 +26,10 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from seeds import gold_questions
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
-GOLD = ROOT / "evals" / "gold" / "seeds" / "gold.jsonl"
 RAG = [sys.executable, "-c", "from rag.cli import main; main()"]
 
 
@@ -37,10 +38,6 @@ def environment(home: Path) -> dict[str, str]:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("RAG_SERVER_URL", None)
     return env
-
-
-def questions() -> list[str]:
-    return [json.loads(line)["question"] for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def start_server(env: dict[str, str], backend: str, log: Path, wait_s: float = 300) -> tuple[subprocess.Popen, str]:
@@ -141,7 +138,7 @@ def main() -> None:
         print(f"rag serve at {url} ({args.backend} backend), up in {time.perf_counter() - t0:.1f} s; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         try:
-            asked = questions()
+            asked = gold_questions()
             client_env = {**env, "RAG_SERVER_URL": url}
             wall([*RAG, "ask", asked[0]], client_env)  # the first answer of each question warms the server
             helps = [wall([*RAG, "--help"], env) for _ in range(args.cold_runs)]
