@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,51 +62,20 @@ def say(label: str, walls: list[float]) -> None:
     print(f"  {label:<34} median {statistics.median(walls):5.2f} s   (runs: {runs} s; target <= {TARGET_S} s)")
 
 
-# -- `rag serve`, when this checkout has it -------------------------------------------------------------------
-def serve_available(env: dict[str, str]) -> bool:
-    done = subprocess.run(rag_command() + ["serve", "--help"], env=env, capture_output=True, text=True)
-    return done.returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)
-    return False
-
-
+# -- the same question through a warm `rag serve` ----------------------------------------------------------
 def warm_serve(home: Path, question: str, runs: int, env: dict[str, str]) -> None:
-    if not serve_available(env):
-        print("  warm `rag serve`: not available in this checkout (`rag serve --help` failed); not measured")
-        return
+    from rag.testing import free_port, running_server
+
     port = free_port()
-    server = subprocess.Popen(rag_command() + ["--home", str(home), "serve", "--host", "127.0.0.1",
-                                               "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        if not wait_for_port(port, server, timeout_s=120):
-            why = server.stderr.read().decode(errors="replace")[-300:] if server.poll() is not None else "timeout"
-            print(f"  warm `rag serve`: the server did not start ({why.strip()}); not measured")
-            return
-        client_env = {**env, "RAG_SERVER_URL": f"http://127.0.0.1:{port}"}
-        timed_asks(home, question, 1, client_env)  # the server loads its model on the first request: not timed
-        say("warm `rag serve` (RAG_SERVER_URL)", timed_asks(home, question, runs, client_env))
-    finally:
-        server.terminate()
+    command = rag_command() + ["--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with tempfile.TemporaryDirectory() as logs:
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            with running_server(command, f"http://127.0.0.1:{port}/healthz", Path(logs) / "serve.log", 300, env):
+                client_env = {**env, "RAG_SERVER_URL": f"http://127.0.0.1:{port}"}
+                timed_asks(home, question, 1, client_env)  # the first request pays for connecting: not timed
+                say("warm `rag serve` (RAG_SERVER_URL)", timed_asks(home, question, runs, client_env))
+        except RuntimeError as e:
+            print(f"  warm `rag serve`: the server did not start ({str(e).splitlines()[0]}); not measured")
 
 
 # -- where a cold ask spends its time -------------------------------------------------------------------------

@@ -189,11 +189,13 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def running_server(command: Sequence[str], ready_url: str, log_path: Path, wait_s: float) -> Iterator[None]:
+def running_server(command: Sequence[str], ready_url: str, log_path: Path, wait_s: float,
+                   env: dict[str, str] | None = None) -> Iterator[None]:
     """Run `command` with its output in `log_path` until `ready_url` answers 200 with a body; stop it on exit.
     Raises RuntimeError with the log's tail when the process dies or does not answer within `wait_s`."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env)
     try:
         deadline = time.monotonic() + wait_s
         while not _answers(ready_url):
