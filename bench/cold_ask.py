@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 QUESTION = "Which groups took part in the March 2024 incursion into Russia?"
-TARGET_S = 2.0
+TARGET_S = 2.0  # cold `rag ask` on the seed corpus
+SERVER_TARGET_S = 0.3  # `rag ask` through a running server
 HEAVY_PACKAGES = ("typer", "pydantic_settings", "numpy", "chromadb", "bm25s", "tiktoken", "langchain_core.runnables",
                   "spacy", "torch", "sentence_transformers", "onnxruntime", "tokenizers")
 
@@ -57,9 +58,9 @@ def timed_asks(home: Path, question: str, runs: int, env: dict[str, str]) -> lis
     return walls
 
 
-def say(label: str, walls: list[float]) -> None:
+def say(label: str, walls: list[float], target_s: float) -> None:
     runs = ", ".join(f"{w:.2f}" for w in walls)
-    print(f"  {label:<34} median {statistics.median(walls):5.2f} s   (runs: {runs} s; target <= {TARGET_S} s)")
+    print(f"  {label:<34} median {statistics.median(walls):5.2f} s   (runs: {runs} s; target <= {target_s} s)")
 
 
 # -- the same question through a warm `rag serve` ----------------------------------------------------------
@@ -73,7 +74,7 @@ def warm_serve(home: Path, question: str, runs: int, env: dict[str, str]) -> Non
             with running_server(command, f"http://127.0.0.1:{port}/healthz", Path(logs) / "serve.log", 300, env):
                 client_env = {**env, "RAG_SERVER_URL": f"http://127.0.0.1:{port}"}
                 timed_asks(home, question, 1, client_env)  # the first request pays for connecting: not timed
-                say("warm `rag serve` (RAG_SERVER_URL)", timed_asks(home, question, runs, client_env))
+                say("warm `rag serve` (RAG_SERVER_URL)", timed_asks(home, question, runs, client_env), SERVER_TARGET_S)
         except RuntimeError as e:
             print(f"  warm `rag serve`: the server did not start ({str(e).splitlines()[0]}); not measured")
 
@@ -201,7 +202,7 @@ def main() -> None:
     try:
         print(f"== cold `rag ask` ({args.runs} fresh processes, extractive backend, {home}) ==")
         print(f"  question: {args.question}")
-        say("cold `rag ask`", timed_asks(home, args.question, args.runs, env))
+        say("cold `rag ask`", timed_asks(home, args.question, args.runs, env), TARGET_S)
         if not args.no_serve:
             warm_serve(home, args.question, args.runs, env)
         if args.breakdown:
