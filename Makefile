@@ -63,6 +63,8 @@ bench: install
 	$(PY) bench/repl.py
 	$(PY) bench/lexical_update.py
 	$(PY) bench/mcp_latency.py
+	$(PY) bench/cold_ask.py --breakdown
+	$(PY) bench/serve.py
 
 lint: install
 	$(VENV)/bin/ruff check rag tests bench
