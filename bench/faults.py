@@ -120,17 +120,33 @@ def finished_ok(store: Store, folder: Path, missing: int, embedded: int) -> list
     return breaches
 
 
-def one_round(home: Path, folder: Path, url: str | None, rng: random.Random, versions: dict[str, set[str]],
-              round_no: int) -> tuple[list[str], str]:
-    change(folder, rng, round_no)
-    for path in folder.glob("*.txt"):
-        doc = load_file(path, path.name, 1_000_000)
-        versions[doc.content_hash] = chunks_of(folder, path.name)
+def start_child(home: Path, folder: Path, url: str | None) -> subprocess.Popen[str]:
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(home), str(folder), url or ""],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert child.stdout is not None
     child.stdout.readline()  # "ready": imports done, store open
-    delay = rng.uniform(0.0, 1.5)
+    return child
+
+
+def uncut_seconds(home: Path, folder: Path, url: str | None, rng: random.Random) -> float:
+    """How long one round's ingest takes when nothing kills it (after a first ingest of the whole corpus): the
+    kills are spread over that time."""
+    start_child(home, folder, url).wait(timeout=600)
+    change(folder, rng, 0)
+    child = start_child(home, folder, url)
+    t0 = time.monotonic()
+    child.wait(timeout=600)
+    return time.monotonic() - t0
+
+
+def one_round(home: Path, folder: Path, url: str | None, rng: random.Random, versions: dict[str, set[str]],
+              round_no: int, window_s: float) -> tuple[list[str], str]:
+    change(folder, rng, round_no)
+    for path in folder.glob("*.txt"):
+        doc = load_file(path, path.name, 1_000_000)
+        versions[doc.content_hash] = chunks_of(folder, path.name)
+    child = start_child(home, folder, url)
+    delay = rng.uniform(0.0, window_s)
     time.sleep(delay)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=60)
@@ -165,8 +181,10 @@ def main() -> int:
     try:
         with server:
             versions: dict[str, set[str]] = {}
+            window_s = uncut_seconds(home, folder, url, rng)
+            print(f"an uncut ingest round took {window_s:.2f} s: each kill lands within that time", flush=True)
             for n in range(1, args.rounds + 1):
-                breaches, what = one_round(home, folder, url, rng, versions, n)
+                breaches, what = one_round(home, folder, url, rng, versions, n, window_s)
                 survived += not breaches
                 print(f"round {n:3d}: {what}: " + ("ok" if not breaches else "; ".join(breaches)), flush=True)
     finally:
