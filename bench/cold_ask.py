@@ -1,5 +1,5 @@
 """Cold `rag ask`: the median wall time of fresh `rag ask` processes (extractive backend, seed corpus), and beside it
-the same against a warm `rag serve` (RAG_SERVER_URL) when this checkout has one. Prints figures; asserts nothing.
+the same against a warm `rag serve` (RAG_SERVER_URL). Prints figures; asserts nothing.
 
     .venv/bin/python bench/cold_ask.py [--home DIR] [--runs 5] [--question Q] [--breakdown] [--no-serve]
                                        [--throughput [--throughput-dir DIR]]
