@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
@@ -23,7 +22,6 @@ from rag.terminal import LiteralConsole, literal, one_line, plural
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `rag --help` stays fast
     from rag.ingest import Skip
-    from rag.types import Answer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Cited answers, briefings and citation evals over your own articles.")
@@ -237,6 +235,8 @@ def ask(
     show_passages: Annotated[bool, typer.Option("--show-passages", help="also print the retrieved passages")] = False,
 ) -> None:
     """Answer a question from the ingested articles; every sentence cites the source passage behind it."""
+    from rag.render import TokenEcho, print_answer_and_summary
+
     if not question.strip():
         raise fail("the question is empty")
     s = settings()
@@ -251,12 +251,13 @@ def ask(
     if as_json:
         out.print_json(json.dumps(answer.to_json(with_passages=show_passages)))
         return
-    _print_answer(answer, show_passages, echo)
+    print_answer_and_summary(out, err, answer, show_passages, echo)
 
 
 def _ask_server(s: Settings, question: str, as_json: bool, backend: str | None, k: int | None,
                 doc: list[str] | None, show_passages: bool) -> None:
     """`rag ask` through the server at RAG_SERVER_URL, printed as a local answer is."""
+    from rag.render import TokenEcho, print_answer_and_summary
     from rag.serve.client import ServerError, answer_of
     from rag.serve.client import ask as ask_server
 
@@ -275,40 +276,7 @@ def _ask_server(s: Settings, question: str, as_json: bool, backend: str | None, 
             obj.pop("passages", None)
         out.print_json(json.dumps(obj))
         return
-    _print_answer(answer_of(obj), show_passages, echo)
-
-
-class TokenEcho:
-    """Prints a streaming model's tokens to the console as they come; remembers whether any came."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.printed = False
-
-    def __call__(self, token: str) -> None:
-        self.console.print(token, end="", markup=False, style="dim")
-        self.printed = True
-
-
-def _print_answer(answer: Answer, show_passages: bool, echo: TokenEcho | None) -> None:
-    from rag.render import print_answer, print_passages
-
-    if echo and echo.printed:
-        err.print()
-    print_answer(out, answer)
-    if show_passages:
-        print_passages(out, answer)
-    # stdout stays the answer; who answered, from how much, and how fast goes to stderr
-    seconds = answer.timings_ms.get("total", 0.0) / 1000
-    if answer.abstained and answer.passages and not show_passages:  # let the user judge what was searched
-        searched = plural(len(answer.passages), "passage was", "passages were")
-        read = f", {answer.reader} reader" if answer.reader and answer.reader != answer.backend else ""
-        err.print(Text(f"{searched} searched ({answer.backend} backend{read}, {seconds:.1f} s) and none answers well "
-                       "enough to cite: --show-passages lists them", style="dim"))
-    else:
-        read = f", {answer.reader} reader" if answer.reader and answer.reader != answer.backend else ""
-        err.print(Text(f"{answer.backend} backend{read}, {plural(len(answer.passages), 'passage')}, {seconds:.1f} s",
-                       style="dim"))
+    print_answer_and_summary(out, err, answer_of(obj), show_passages, echo)
 
 
 @app.command()
