@@ -196,8 +196,7 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
     from rag.retrieve import Retriever
     from rag.store import Store, StoreError
 
-    if not store_exists(s):  # a mistyped --home: say so, and make nothing there
-        raise fail(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
+    require_store(s)
     try:
         store = Store(s)
         embedder = make_embedder(s.embed)
@@ -206,8 +205,14 @@ def load_chain(s: Settings, backend: str | None = None):  # type: ignore[no-unty
         raise fail(str(e)) from None
 
 
-def store_exists(s: Settings) -> bool:
-    return bool(s.chroma_url) or (s.home / "chroma").exists()
+def no_store(s: Settings) -> str:
+    return f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one"
+
+
+def require_store(s: Settings) -> None:
+    """A mistyped --home: say so, and make nothing there."""
+    if not s.has_store():
+        raise fail(no_store(s))
 
 
 def _known_backend(value: str | None) -> str | None:
@@ -258,11 +263,12 @@ def _ask_server(s: Settings, question: str, as_json: bool, backend: str | None, 
                 doc: list[str] | None, show_passages: bool) -> None:
     """`rag ask` through the server at RAG_SERVER_URL, printed as a local answer is."""
     from rag.render import TokenEcho, print_answer_and_summary
-    from rag.serve.client import ServerError, answer_of
+    from rag.serve.client import ServerError
     from rag.serve.client import ask as ask_server
+    from rag.types import Answer
 
     url = str(s.server_url)
-    token = s.serve.token.get_secret_value() if s.serve.token else None
+    token = s.serve.bearer()
     echo = TokenEcho(err) if not as_json and out.is_terminal else None
     # the passages always come: the summary line counts them, as a local answer's does
     body = {"question": question, "k": k, "docs": doc, "backend": backend, "with_passages": True}
@@ -276,7 +282,7 @@ def _ask_server(s: Settings, question: str, as_json: bool, backend: str | None, 
             obj.pop("passages", None)
         out.print_json(json.dumps(obj))
         return
-    print_answer_and_summary(out, err, answer_of(obj), show_passages, echo)
+    print_answer_and_summary(out, err, Answer.from_json(obj), show_passages, echo)
 
 
 @app.command()
@@ -353,8 +359,8 @@ def serve(
     s = settings()
     try:
         check_bind(host, s.serve.token is not None)  # before the store is even looked at
-        if not store_exists(s):
-            raise CannotServe(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
+        if not s.has_store():
+            raise CannotServe(no_store(s))
         serve(s, host, port, backend, say=lambda line: err.print(Text(line, style="dim")))
     except CannotServe as e:
         raise fail(str(e)) from None
@@ -434,8 +440,7 @@ def mcp(backend: BackendOption = None) -> None:
     from rag.service import ServiceError
 
     s = settings()
-    if not store_exists(s):  # before serving: a client shows this line from stderr and the exit status 2
-        raise fail(f"no store in {s.home}: run `rag ingest PATH` first, or point --home (RAG_HOME) at one")
+    require_store(s)  # before serving: a client shows this line from stderr and the exit status 2
     try:
         with model_errors():
             service = load_service(s, backend)

@@ -98,6 +98,10 @@ class ServeSettings(_Section):
     max_text_chars: int = Field(2000, ge=1, description="longest question, query or topic (413 beyond)")
     max_k: int = Field(50, ge=1, description="most passages one request may ask for")
 
+    def bearer(self) -> str | None:
+        """The token as clients send it, or None when none is set."""
+        return self.token.get_secret_value() if self.token else None
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -116,6 +120,10 @@ class Settings(BaseSettings):
     retrieve: RetrieveSettings = RetrieveSettings()
     answer: AnswerSettings = AnswerSettings()
     serve: ServeSettings = ServeSettings()
+
+    def has_store(self) -> bool:
+        """A Chroma server is named, or the home folder holds an embedded store."""
+        return bool(self.chroma_url) or (self.home / "chroma").exists()
 
     @classmethod
     def load(cls) -> Settings:

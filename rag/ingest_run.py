@@ -44,7 +44,7 @@ def ingest_paths(settings: Settings, paths: Sequence[Path], keep_removed: bool =
 
     paths = list(paths)
     missing = [p for p in paths if not p.exists()]
-    if len(missing) == len(paths) and not (settings.chroma_url or (settings.home / "chroma").exists()):
+    if len(missing) == len(paths) and not settings.has_store():
         # a mistyped path: no store is made for nothing
         raise NothingToIngest("nothing to ingest: " + "; ".join(f"{p}: {why_missing(p)}" for p in missing))
     store = Store(settings)

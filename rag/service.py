@@ -107,7 +107,7 @@ class Service:
     def document(self, doc_id: str, start: int | None = None, end: int | None = None) -> dict[str, Any]:
         """A document's stored text (its chunks at their offsets: `text[c.start:c.end] == c.quote` for every
         citation of it), or the span [start, end) of it."""
-        record = _store_call(lambda: self.retriever.store.documents()).get(doc_id)
+        record = _store_call(lambda: self.retriever.store.documents(ids=[doc_id])).get(doc_id)
         if record is None:
             raise ServiceError(f"no document {doc_id!r} in the store", status=404)
         text = stored_text(_store_call(lambda: self.retriever.store.doc_passages([doc_id])))
@@ -168,7 +168,7 @@ def _open_retriever(settings: Settings) -> Any:
     from rag.retrieve import Retriever
     from rag.store import Store, StoreError
 
-    if not (settings.chroma_url or (settings.home / "chroma").exists()):
+    if not settings.has_store():
         raise ServiceError(f"no store in {settings.home}: run `rag ingest PATH` first", status=503)
     try:
         return Retriever(Store(settings), make_embedder(settings.embed), settings.retrieve)

@@ -126,10 +126,10 @@ class Store:
         return None if collection is None else (collection.metadata or {}).get("embedder")
 
     @server_errors
-    def documents(self, tombstones: bool = False) -> dict[str, dict[str, Any]]:
-        """doc id -> record (hash, file_hash, title, source, date, root, chunking, gen); `tombstones` adds the
-        documents whose pruning was interrupted (generation -1, nothing in view)."""
-        got = self.docs_collection().get(include=["metadatas"])
+    def documents(self, tombstones: bool = False, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """doc id -> record (hash, file_hash, title, source, date, root, chunking, gen), of every document or of
+        `ids`; `tombstones` adds the documents whose pruning was interrupted (generation -1, nothing in view)."""
+        got = self.docs_collection().get(ids=None if ids is None else list(ids), include=["metadatas"])
         records = {d: r for d, r in zip(got["ids"], got["metadatas"] or [], strict=False) if d != PENDING}
         return records if tombstones else {d: r for d, r in records.items() if int(r.get("gen", 0)) >= 0}
 
@@ -214,34 +214,34 @@ class Store:
         key = hashlib.sha1(f"{self.url or ''}|{self.name}".encode()).hexdigest()[:10]
         return self.home / "bm25" / f"{self.name}-{key}"
 
-    def saved_fingerprint(self) -> str | None:
-        return LexicalIndex.saved_fingerprint(self.lexical_path)
-
     @server_errors
     def lexical_index(self) -> LexicalIndex:
         """The saved BM25 index, brought up to date when it no longer names the store's committed state (another
         client committed, or an ingest was interrupted after its commit)."""
-        index = LexicalIndex.load(self.lexical_path)
-        if index is None or index.fingerprint != self.fingerprint():
-            index = self.update_lexical_index(index)
-        return index
+        return self._up_to_date(LexicalIndex.load(self.lexical_path), self.generations())
 
     @server_errors
-    def update_lexical_index(self, index: LexicalIndex | None = None) -> LexicalIndex:
-        """Bring the saved index (or `index`) to the committed state: the rows of each document whose generation
-        changed are replaced by its committed chunks, and only those are read and tokenized. Without a saved
-        index, or one of another embedder's store, every chunk is read."""
-        index = index or LexicalIndex.load(self.lexical_path)
+    def update_lexical_index(self) -> None:
+        """After a write: bring the saved index to the committed state, unless it names that state already (the
+        saved fingerprint is read, not the index)."""
+        generations = self.generations()
+        if LexicalIndex.saved_fingerprint(self.lexical_path) != self.fingerprint(generations):
+            self._up_to_date(LexicalIndex.load(self.lexical_path), generations)
+
+    def _up_to_date(self, index: LexicalIndex | None, generations: dict[str, int]) -> LexicalIndex:
+        """`index` at the committed state `generations`: the rows of each document whose generation changed are
+        replaced by its committed chunks, and only those are read and tokenized. Without an index (or one that
+        names no generations) every chunk is read."""
+        fingerprint = self.fingerprint(generations)
+        if index is not None and index.fingerprint == fingerprint:
+            return index
         if index is None or not index.generations:
             return self.rebuild_lexical_index()
-        generations = self.generations()
-        fingerprint = self.fingerprint(generations)
-        if index.fingerprint == fingerprint:
-            return index
         changed = {d for d in set(generations) | set(index.generations)
                    if generations.get(d) != index.generations.get(d)}
         dropped = [i for i in index.ids if doc_of(i) in changed]
-        fresh = [p for part in _parts(sorted(changed & set(generations)), 500) for p in self.doc_passages(part)]
+        docs = sorted(changed & set(generations))
+        fresh = [p for part in batches(len(docs), 500) for p in self.doc_passages(docs[part])]
         index = index.updated(dropped, [p.chunk_id for p in fresh], [p.text for p in fresh], fingerprint, generations)
         index.save(self.lexical_path)
         return index
@@ -306,9 +306,10 @@ def passage_from(chunk_id: str, text: str, meta: dict[str, Any], score: float = 
 FOREVER = 1 << 40
 
 
-def _parts(items: list[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def batches(n: int, size: int) -> Iterator[slice]:
+    """Slices of at most `size` over n items: writes and reads in batches the store takes."""
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
 
 
 def visible(meta: dict[str, Any], generations: dict[str, int]) -> bool:

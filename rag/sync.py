@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from rag.chunk import SPLITTER_VERSION, chunk_text
 from rag.config import Settings
 from rag.embed import Embedder
 from rag.ingest import Scan, Skip
-from rag.store import FOREVER, PENDING, Store, StoreError, server_errors
+from rag.store import FOREVER, PENDING, Store, StoreError, batches, server_errors
 from rag.types import Chunk, Document
 
 
@@ -51,11 +51,6 @@ def _chunk_metadata(chunk: Chunk, doc: Document, since: int) -> dict[str, Any]:
     return meta
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for i in range(0, n, size):
-        yield slice(i, min(i + size, n))
-
-
 def _chunk_ids_by_doc(collection: Any, doc_ids: list[str], max_batch: int) -> dict[str, dict[str, tuple[int, int]]]:
     """The stored chunk ids of these documents (id -> the generations that see it), in a few queries rather than
     one per document."""
@@ -63,7 +58,7 @@ def _chunk_ids_by_doc(collection: Any, doc_ids: list[str], max_batch: int) -> di
     if not doc_ids or not collection.count():
         return found
     step = max(1, min(max_batch, 500))
-    for part in _batches(len(doc_ids), step):
+    for part in batches(len(doc_ids), step):
         got = collection.get(where={"doc": {"$in": doc_ids[part]}}, include=["metadatas"])
         for chunk_id, meta in zip(got["ids"], got["metadatas"], strict=True):
             span = (int(meta.get("since", 0)), int(meta.get("until", FOREVER)))
@@ -128,18 +123,17 @@ def sync(store: Store, scan: Scan, settings: Settings, embedder: Embedder, prune
             if doc.date:
                 meta["date"] = doc.date
             records.append((doc.id, meta))
-        for part in _batches(len(records), max_batch):  # the commit: one write per batch, not per document
+        for part in batches(len(records), max_batch):  # the commit: one write per batch, not per document
             docs_col.upsert(ids=[i for i, _ in records[part]], embeddings=[[0.0]] * len(records[part]),
                             metadatas=[m for _, m in records[part]])
         stale += _out_of_view(store, chunks_col, sorted(pending - {p.doc.id for p in plans}), max_batch)
-        for part in _batches(len(stale), max_batch):
+        for part in batches(len(stale), max_batch):
             chunks_col.delete(ids=stale[part])
         if pending or plans:
             docs_col.delete(ids=[PENDING])
         if prune:
             _prune(store, scan, known, chunks_col, report)
-        if plans or report.removed or store.saved_fingerprint() != store.fingerprint():
-            store.update_lexical_index()
+        store.update_lexical_index()  # reads nothing more when the index names the committed state already
         report.chunks = chunks_col.count()
     return report
 
@@ -182,7 +176,7 @@ def _embed_fresh(store: Store, embedder: Embedder, plans: list[_Plan], max_batch
     fresh = [(p, c) for p in plans for c in p.chunks if c.id not in p.old]
     fresh.sort(key=lambda pc: len(pc[1].text))
     step = max(1, min(max_batch, 256))
-    for part in _batches(len(fresh), step):
+    for part in batches(len(fresh), step):
         batch = fresh[part]
         vectors = embedder.embed_documents([c.text for _, c in batch])
         if len(vectors) != len(batch):
@@ -203,12 +197,12 @@ def _stage(chunks_col: Any, plans: list[_Plan], max_batch: int) -> list[str]:
     stale: list[str] = []
     for plan in plans:
         kept = [c for c in plan.chunks if c.id in plan.old]  # same text, maybe moved: refresh offsets only
-        for part in _batches(len(kept), max_batch):
+        for part in batches(len(kept), max_batch):
             chunks_col.update(ids=[c.id for c in kept[part]],
                               metadatas=[_chunk_metadata(c, plan.doc, min(plan.old[c.id], plan.gen))
                                          for c in kept[part]])
         dropped = sorted(set(plan.old) - {c.id for c in plan.chunks})
-        for part in _batches(len(dropped), max_batch):
+        for part in batches(len(dropped), max_batch):
             chunks_col.update(ids=dropped[part], metadatas=[{"until": plan.gen - 1}] * len(dropped[part]))
         stale.extend(dropped)
     return stale

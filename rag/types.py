@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,14 @@ class Answer:
                                 "score": p.score, "title": p.title, "text": p.text}
                                for n, p in enumerate(self.passages, start=1)]
         return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Answer:
+        """The Answer a `to_json` object describes (a server's reply, printed as a local answer is)."""
+        citations = tuple(Citation(c["n"], c["doc"], c["chunk_id"], c["start"], c["end"], c["quote"],
+                                   c.get("title", "")) for c in obj.get("citations", []))
+        passages = tuple(Passage(p["chunk_id"], p["doc"], p["start"], p["end"], p["text"], p.get("title", ""),
+                                 score=p.get("score", 0.0)) for p in obj.get("passages", []))
+        return cls(obj["question"], obj["answer"], obj["abstained"], citations, passages, obj["backend"],
+                   dict(obj.get("timings_ms", {})), tuple(obj.get("unsupported_sentences", [])),
+                   tuple(obj.get("dropped_markers", [])), obj.get("reader", ""), bool(obj.get("unparsed_reply")))

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,11 @@ from rag.answer import AnswerChain
 from rag.cli import app as cli_app
 from rag.config import AnswerSettings, ServeSettings, Settings
 from rag.serve.app import create_app
-from rag.serve.client import answer_of
 from rag.serve.guard import is_loopback
 from rag.service import Service, ServiceError
 from rag.testing import fake_chat, free_port, ingest_folder
+from rag.testing import running_server as serving
+from rag.types import Answer
 
 ARTICLES = {
     "harbour.txt": "Harbour Bridge Reopens\n\nThe Harbour Bridge reopened on Monday after three weeks of repairs. "
@@ -100,7 +99,7 @@ def test_ask_with_passages_and_a_document_filter(client: TestClient) -> None:
     answer = client.post("/v1/ask", json={"question": "Who cut the ribbon?", "docs": ["library.txt"],
                                           "with_passages": True}).json()
     assert answer["passages"] and {p["doc"] for p in answer["passages"]} == {"library.txt"}
-    assert answer_of(answer).passages[0].doc == "library.txt"  # the client rebuilds the same Answer
+    assert Answer.from_json(answer).passages[0].doc == "library.txt"  # the client rebuilds the same Answer
     missing = client.post("/v1/ask", json={"question": "Who?", "docs": ["nothing-*.txt"]})
     assert missing.status_code == 404 and "nothing-*.txt" in missing.json()["error"]
 
@@ -349,21 +348,13 @@ def rag_command(*args: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def running_server(small_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `rag serve --port 0` on the module's store; yields the URL it says it listens on."""
+    """A real `rag serve` on the module's store; yields its URL."""
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
     env = {**os.environ, "RAG_HOME": str(small_home.home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(rag_command("serve", "--port", "0", "--backend", "extractive"), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.monotonic() + 180
-        while not (found := re.search(r"listening on (http://\S+)", log.read_text())):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
-        yield found.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    url = f"http://127.0.0.1:{free_port()}"
+    command = rag_command("serve", "--port", url.rsplit(":", 1)[1], "--backend", "extractive")
+    with serving(command, f"{url}/healthz", log, wait_s=180, env=env):
+        yield url
 
 
 @pytest.mark.integration

@@ -83,7 +83,7 @@ def create_app(service: Service, settings: Settings | None = None, loopback_host
     than loopback names, for a server bound to loopback without a token."""
     settings = settings or service.settings
     serve = settings.serve
-    token = serve.token.get_secret_value() if serve.token else None
+    token = serve.bearer()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,8 +9,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rag.types import Answer, Citation, Passage
-
 TIMEOUT_S = 300.0  # a briefing-sized model reply on a slow local server; the server bounds its own model calls
 
 
@@ -42,17 +40,6 @@ def ask(url: str, body: dict[str, Any], token: str | None = None,
         why = getattr(e, "reason", None) or e
         raise ServerError(f"cannot reach the server at {url} (RAG_SERVER_URL): {why}") from None
     raise ServerError(f"the server at {url} ended the stream without an answer")
-
-
-def answer_of(obj: dict[str, Any]) -> Answer:
-    """The Answer a `rag ask --json` object describes, for printing it as a local answer is printed."""
-    citations = tuple(Citation(c["n"], c["doc"], c["chunk_id"], c["start"], c["end"], c["quote"], c.get("title", ""))
-                      for c in obj.get("citations", []))
-    passages = tuple(Passage(p["chunk_id"], p["doc"], p["start"], p["end"], p["text"], p.get("title", ""),
-                             score=p.get("score", 0.0)) for p in obj.get("passages", []))
-    return Answer(obj["question"], obj["answer"], obj["abstained"], citations, passages, obj["backend"],
-                  dict(obj.get("timings_ms", {})), tuple(obj.get("unsupported_sentences", [])),
-                  tuple(obj.get("dropped_markers", [])), obj.get("reader", ""), bool(obj.get("unparsed_reply")))
 
 
 def _request(url: str, path: str, body: dict[str, Any], token: str | None, stream: bool) -> urllib.request.Request:

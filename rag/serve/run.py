@@ -45,7 +45,7 @@ def serve(settings: Settings, host: str, port: int, backend: str | None, say: Ca
     from rag.serve.app import create_app
     from rag.service import Service, ServiceError
 
-    token = settings.serve.token.get_secret_value() if settings.serve.token else None
+    token = settings.serve.bearer()
     check_bind(host, token is not None)
     sock = bind(host, port)
     say(f"loading the store in {settings.chroma_url or settings.home} and the models…")
